@@ -1,0 +1,1 @@
+"""Recipe -> artifacts: schema, source acquisition, ONNX preparation, calibration, RKNN build."""

@@ -1,0 +1,65 @@
+"""Build a calibration set under calib_data/<name>/ as rknn-toolkit2 expects it: .npy + a list file."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from convert.artifacts import atomic_dir, sha256_bytes, sha256_file
+from convert.errors import RkverifyError
+from convert.preprocess import prepare, resolve_images
+from convert.recipe import LoadedRecipe
+
+LIST_FILE = "dataset.txt"
+MANIFEST = "manifest.json"
+
+
+def calibration_key(images: list[Path], loaded: LoadedRecipe) -> str:
+    recipe = loaded.recipe
+    parts = [sha256_file(p) for p in images]
+    parts.append(recipe.input.model_dump_json())
+    parts.append(recipe.preprocess.model_dump_json())
+    return sha256_bytes("\n".join(parts).encode())
+
+
+def build_calibration_set(loaded: LoadedRecipe, calib_root: Path) -> Path:
+    """Return the list file of the recipe's calibration set, rebuilding it only when inputs changed."""
+    recipe = loaded.recipe
+    calib = recipe.quantization.calibration
+    available = resolve_images(calib.images, loaded.path, "quantization.calibration.images")
+    chosen = available[: calib.size]
+    key = calibration_key(chosen, loaded)
+    final = calib_root / calib.name
+    manifest_path = final / MANIFEST
+    if manifest_path.is_file() and json.loads(manifest_path.read_text()).get("key") == key:
+        return final / LIST_FILE
+    with atomic_dir(final) as tmp:
+        entries = []
+        for index, path in enumerate(tqdm(chosen, desc="calibration set", unit="img", leave=False)):
+            pixels = prepare(path, recipe.input, recipe.preprocess).pixels
+            if float(pixels.std()) < 1.0:
+                raise RkverifyError(path, "quantization.calibration.images",
+                                    "image is blank (constant pixels) and would skew calibration",
+                                    "remove it from the calibration folder")
+            if recipe.input.layout == "NHWC":  # rknn-toolkit2 reads calibration .npy as NCHW
+                pixels = pixels.transpose(0, 3, 1, 2)
+            name = f"{index:04d}_{path.stem}.npy"
+            np.save(tmp / name, pixels)
+            entries.append({"file": name, "image": str(path), "sha256": sha256_file(path)})
+        (tmp / LIST_FILE).write_text("".join(f"{e['file']}\n" for e in entries))
+        manifest = {
+            "key": key,
+            "recipe_sha256": loaded.sha256,
+            "requested": calib.size,
+            "used": len(entries),
+            "available": len(available),
+            "images": entries,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return final / LIST_FILE
+
+
+def calibration_manifest(list_file: Path) -> dict:
+    return json.loads((list_file.parent / MANIFEST).read_text())

@@ -1,0 +1,43 @@
+"""Recipe -> artifacts, in order: source, canonical ONNX, calibration set, RKNN build."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from convert.artifacts import sha256_file
+from convert.calibration import build_calibration_set, calibration_manifest
+from convert.onnx_prep import prepare_onnx
+from convert.progress import step
+from convert.recipe import PROJECT_ROOT, LoadedRecipe
+from convert.rknn_build import RknnBuild, build_rknn
+from convert.source import obtain_source
+
+
+@dataclass
+class Artifacts:
+    source: Path
+    source_sha256: str
+    onnx: Path
+    calibration_list: Path
+    calibration: dict
+    rknn: RknnBuild
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def convert_recipe(loaded: LoadedRecipe, models_dir: Path = PROJECT_ROOT / "models",
+                   calib_dir: Path = PROJECT_ROOT / "calib_data") -> Artifacts:
+    recipe = loaded.recipe
+    timings: dict[str, float] = {}
+    model_dir = models_dir / recipe.name
+    with step("obtain source model", timings):
+        source = obtain_source(loaded, models_dir)
+    with step("canonical float ONNX (fixed shape, onnxsim)", timings):
+        onnx_path = prepare_onnx(source, loaded, model_dir / f"{recipe.name}.onnx")
+    with step("calibration set", timings):
+        list_file = build_calibration_set(loaded, calib_dir)
+    with step(f"rknn build {recipe.quantization.dtype} for {recipe.target.platform}", timings):
+        build = build_rknn(loaded, onnx_path, sha256_file(source), list_file,
+                           model_dir / f"{recipe.artifact_stem}.rknn")
+    return Artifacts(source=source, source_sha256=sha256_file(source), onnx=onnx_path,
+                     calibration_list=list_file, calibration=calibration_manifest(list_file),
+                     rknn=build, timings=timings)

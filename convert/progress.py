@@ -1,0 +1,18 @@
+"""Step announcements with elapsed time, so a user sees what a long run is doing."""
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def step(title: str, timings: dict[str, float] | None = None) -> Iterator[None]:
+    print(f"[rkverify] {title} ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    yield
+    elapsed = time.perf_counter() - start
+    if timings is not None:
+        timings[title] = round(elapsed, 3)
+    print(f"[rkverify] {title}: done in {elapsed:.1f}s", file=sys.stderr, flush=True)

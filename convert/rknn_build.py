@@ -1,0 +1,100 @@
+"""Build the .rknn with rknn-toolkit2 and export it with a provenance sidecar.
+
+The RKNN object is returned live: rknn-toolkit2's simulator can only run a model built in
+the same process (a model loaded with load_rknn cannot init_runtime on the simulator).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from convert.artifacts import atomic_path, sha256_file, tool_versions, utc_now, write_json_atomic
+from convert.errors import RkverifyError
+from convert.recipe import LoadedRecipe
+from convert.toolkit_log import last_error, toolkit_output_to
+
+
+@dataclass
+class RknnBuild:
+    rknn: Any  # rknn.api.RKNN, built in this process
+    path: Path
+    provenance: dict[str, Any]
+
+
+@contextlib.contextmanager
+def _in_dir(path: Path) -> Iterator[None]:
+    """rknn-toolkit2 resolves calibration list entries against the working directory."""
+    previous = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def build_rknn(loaded: LoadedRecipe, onnx_path: Path, source_sha256: str, list_file: Path | None,
+               out_path: Path) -> RknnBuild:
+    """Configure, load, build (quantized when `list_file` is given) and export to `out_path`."""
+    from rknn.api import RKNN  # heavy import (torch); only when building
+
+    recipe = loaded.recipe
+    quant = recipe.quantization
+    log_file = out_path.with_suffix(".build.log")
+    log_file.unlink(missing_ok=True)
+    with toolkit_output_to(log_file):
+        rknn = RKNN(verbose=True)
+    started = time.perf_counter()
+
+    def call(step: str, field: str, fix: str, action: Callable[[], int]) -> None:
+        """Run one toolkit step quietly; its failures (return code or exception) become one line."""
+        try:
+            with toolkit_output_to(log_file):
+                ret = action()
+        except Exception as exc:  # the toolkit raises bare ValueError/AttributeError on bad input
+            ret, detail = -1, f"{exc}".strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        else:
+            detail = last_error(log_file)
+        if ret != 0:
+            rknn.release()
+            raise RkverifyError(loaded.path, field, f"rknn-toolkit2 {step} failed: {detail}",
+                                f"{fix} (toolkit log: {log_file})")
+
+    call("config", "quantization", "use a dtype/algorithm/method the target supports",
+         lambda: rknn.config(mean_values=[recipe.preprocess.mean], std_values=[recipe.preprocess.std],
+                             quantized_dtype=quant.dtype, quantized_algorithm=quant.algorithm,
+                             quantized_method=quant.method, target_platform=recipe.target.platform))
+    call("load_onnx", "outputs", "check input/output names and shapes against the model",
+         lambda: rknn.load_onnx(model=str(onnx_path), inputs=[s.name for s in recipe.inputs],
+                                input_size_list=[s.shape for s in recipe.inputs], outputs=recipe.outputs))
+    if list_file is not None:
+        with _in_dir(list_file.parent):
+            call("build", "quantization.calibration", "check the calibration set and the log for the failing op",
+                 lambda: rknn.build(do_quantization=True, dataset=str(list_file)))
+    else:
+        call("build", "", "see the log for the op that failed", lambda: rknn.build(do_quantization=False))
+    build_seconds = time.perf_counter() - started
+    with atomic_path(out_path) as tmp:
+        call("export_rknn", "", "check free disk space", lambda: rknn.export_rknn(str(tmp)))
+    provenance = {
+        "artifact": out_path.name,
+        "artifact_sha256": sha256_file(out_path),
+        "recipe": str(loaded.path),
+        "recipe_sha256": loaded.sha256,
+        "source_sha256": source_sha256,
+        "onnx_sha256": sha256_file(onnx_path),
+        "quantized": list_file is not None,
+        "dtype": quant.dtype if list_file is not None else "float16",
+        "algorithm": quant.algorithm,
+        "method": quant.method,
+        "platform": recipe.target.platform,
+        "calibration_list": str(list_file) if list_file else None,
+        "build_seconds": round(build_seconds, 2),
+        "built_at": utc_now(),
+        "tools": tool_versions(),
+    }
+    write_json_atomic(out_path.with_suffix(".json"), provenance)
+    return RknnBuild(rknn=rknn, path=out_path, provenance=provenance)

@@ -1,0 +1,40 @@
+"""Send rknn-toolkit2's console output (hundreds of debug lines per build) to a log file."""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def toolkit_output_to(log_file: Path) -> Iterator[None]:
+    """Redirect fds 1 and 2 (the toolkit's C++ and Python logs both use them) to `log_file`."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_file, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def last_error(log_file: Path) -> str:
+    """The toolkit's last 'E ...' line, for a one-line error message."""
+    lines = ANSI.sub("", log_file.read_text(errors="replace")).splitlines() if log_file.exists() else []
+    errors = [line[2:].strip() for line in lines if line.startswith("E ")]
+    return errors[-1] if errors else "no error line in the toolkit log"

@@ -1,0 +1,72 @@
+"""rkverify command line: `python rkverify.py run <recipe>` converts, verifies and reports."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from convert.errors import RkverifyError
+from convert.recipe import PROJECT_ROOT, load_recipe
+
+REPORTS_DIR = PROJECT_ROOT / "reports"
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, object]:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise RkverifyError("command line", "--set", f"'{pair}' is not key=value",
+                                "write e.g. --set quantization.dtype=w16a16i")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Path = REPORTS_DIR) -> Path:
+    """Convert and verify one recipe; return the run directory."""
+    from convert.pipeline import convert_recipe  # heavy imports after argument checks
+    from verify.evaluation import verify_artifacts
+
+    loaded = load_recipe(recipe, overrides)
+    artifacts = convert_recipe(loaded)
+    try:
+        return verify_artifacts(loaded, artifacts, reports_dir)
+    finally:
+        artifacts.rknn.rknn.release()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rkverify", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_cmd = sub.add_parser("run", help="convert a recipe, run float vs quantized, write the report")
+    run_cmd.add_argument("recipe", help="recipe name (convert/recipes/<name>.yaml) or a path to a .yaml")
+    run_cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                         help="override a recipe field, e.g. quantization.calibration.size=8")
+    run_cmd.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where run folders go")
+    render_cmd = sub.add_parser("render", help="re-render report.html of a run from its data")
+    render_cmd.add_argument("run_dir", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "render":
+            from verify.report import render_report
+
+            print(render_report(args.run_dir))
+            return 0
+        run_dir = run(args.recipe, parse_overrides(args.overrides), args.reports)
+    except RkverifyError as exc:
+        print(f"rkverify: error: {exc}", file=sys.stderr)
+        return 2
+    import json
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for gate in metrics["gates"]:
+        status = "pass" if gate["passed"] else "FAIL"
+        print(f"gate {gate['gate']}: {gate['value']:.4f} (>= {gate['threshold']}) {status}")
+    print(f"report: {run_dir / 'report.html'}")
+    return 0 if metrics["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Comparators and detection decoding on arrays with known answers."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from convert.recipe import DetectionEval
+from verify.compare import cosine, input_sensitivity, output_agreement
+from verify.detection import Detections, agreement, decode, nms, priors, summarise
+from verify.layers import aggregate, parse_error_analysis
+
+
+def test_output_agreement_known_values() -> None:
+    ref = np.array([3.0, 4.0, 0.0])
+    noisy = ref + np.array([0.3, -0.4, 0.0])  # noise norm 0.5, signal norm 5
+    result = output_agreement(ref, noisy)
+    assert math.isclose(result["sqnr_db"], 20.0, abs_tol=1e-6)
+    assert math.isclose(result["relative_l2"], 0.1, abs_tol=1e-9)
+    assert math.isclose(result["max_abs_error"], 0.4, abs_tol=1e-9)
+    assert result["nonfinite"] == 0
+    assert math.isclose(output_agreement(ref, 2 * ref)["norm_ratio"], 2.0)
+    assert math.isclose(output_agreement(ref, 2 * ref)["cosine"], 1.0)  # cosine blind to scale; norm is not
+
+
+def test_nonfinite_outputs_are_counted() -> None:
+    result = output_agreement(np.ones(4), np.array([1.0, np.nan, np.inf, 1.0]))
+    assert result["nonfinite"] == 2 and result["cosine"] < 0.8
+
+
+def test_input_sensitivity_separates_inputs() -> None:
+    a, b = {"y": np.array([1.0, 0.0])}, {"y": np.array([0.0, 1.0])}
+    assert input_sensitivity([a, b])["y"] == 0.0
+    assert math.isclose(cosine(a["y"], a["y"]), 1.0)
+
+
+def test_priors_match_retinaface_640() -> None:
+    anchors = priors(DetectionEval(), 640, 640)
+    assert anchors.shape == (16800, 4)
+    np.testing.assert_allclose(anchors[0], [4 / 640, 4 / 640, 16 / 640, 16 / 640])
+    np.testing.assert_allclose(anchors[1], [4 / 640, 4 / 640, 32 / 640, 32 / 640])
+
+
+def test_decode_finds_the_one_confident_anchor() -> None:
+    cfg = DetectionEval()
+    n = 16800
+    conf = np.tile([1.0, 0.0], (n, 1))
+    conf[12000] = [0.05, 0.95]
+    outputs = {"loc": np.zeros((1, n, 4)), "conf": conf[None], "landmarks": np.zeros((1, n, 10))}
+    faces = decode(outputs, ["loc", "conf", "landmarks"], cfg, (640, 640), scale=0.5)
+    assert len(faces.boxes) == 1 and math.isclose(faces.scores[0], 0.95)
+    anchor = priors(cfg, 640, 640)[12000] * 640
+    centre = (faces.boxes[0, :2] + faces.boxes[0, 2:]) / 2
+    np.testing.assert_allclose(centre, anchor[:2] / 0.5)  # zero offsets: box centred on its anchor
+    np.testing.assert_allclose(faces.landmarks[0], np.tile(anchor[:2] / 0.5, (5, 1)))
+
+
+def test_nms_keeps_the_best_of_overlapping() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], dtype=float)
+    assert list(nms(boxes, np.array([0.9, 0.95, 0.5]), 0.4)) == [1, 2]
+
+
+def faces(*boxes: list[float], score: float = 0.9) -> Detections:
+    arr = np.array(boxes, dtype=float).reshape(-1, 4)
+    points = np.repeat(arr[:, None, :2], 5, axis=1)
+    return Detections(arr, np.full(len(arr), score), points)
+
+
+def test_agreement_matches_one_to_one() -> None:
+    ref = faces([0, 0, 10, 10], [100, 100, 120, 120])
+    test = faces([0, 0, 10, 11], [300, 300, 310, 310], score=0.8)
+    result = agreement(ref, test, 0.5)
+    assert result["matched"] == 1 and result["reference_faces"] == 2 and result["test_faces"] == 2
+    assert math.isclose(result["ious"][0], 100 / 110)
+    summary = summarise([result])
+    assert summary["match_rate"] == 0.5 and summary["unmatched_quantized"] == 1
+    assert math.isclose(summary["mean_score_drift"], 0.1)
+
+
+SAMPLE = """
+layer_name                      simulator_error
+                               entire              single
+                             cos      euc        cos      euc
+-------------------------------------------------------------
+[Input] input                1.00000 | 0.00000   1.00000 | 0.00000
+[Conv] /a/Conv_output_0      \x1b[1;33m0.90000\x1b[0m | 12.5000   0.99000 | 1.50000
+[PRelu] /a/PRelu_output_0    0.80000 | \x1b[1;33m150.000\x1b[0m   0.95000 | 3.00000
+"""
+
+
+def test_parse_and_aggregate_error_analysis() -> None:
+    table = parse_error_analysis(SAMPLE)
+    assert list(table["op"]) == ["Input", "Conv", "PRelu"]
+    assert table.loc[2, "entire_euc"] == 150.0 and table.loc[1, "entire_cos"] == 0.9
+    other = table.copy()
+    other["single_cos"] = other["single_cos"] - 0.1
+    agg = aggregate([table, other])
+    row = agg[agg["layer"] == "/a/PRelu_output_0"].iloc[0]
+    assert math.isclose(row["single_cos_worst"], 0.85) and math.isclose(row["single_cos_mean"], 0.9)
+    assert list(agg["order"]) == [0, 1, 2] and isinstance(agg, pd.DataFrame)

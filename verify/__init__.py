@@ -1,0 +1,1 @@
+"""Artifacts + data -> measurements: runners, comparisons, task metrics, gates, reports."""

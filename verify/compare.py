@@ -1,0 +1,45 @@
+"""Comparators: two result dicts in, per-output agreement figures out. No engine knowledge."""
+from __future__ import annotations
+
+import numpy as np
+
+EPS = 1e-12
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a64, b64 = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    return float(a64 @ b64 / (np.linalg.norm(a64) * np.linalg.norm(b64) + EPS))
+
+
+def output_agreement(reference: np.ndarray, test: np.ndarray) -> dict[str, float]:
+    """Cosine, SQNR (dB), max abs error, relative L2, norm ratio and non-finite count of `test`."""
+    ref = reference.astype(np.float64).ravel()
+    out = test.astype(np.float64).ravel()
+    if ref.shape != out.shape:
+        raise ValueError(f"shape mismatch: reference {reference.shape} vs test {test.shape}")
+    nonfinite = int((~np.isfinite(out)).sum())
+    out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+    noise = ref - out
+    signal_power, noise_power = float(ref @ ref), float(noise @ noise)
+    return {
+        "cosine": cosine(ref, out),
+        "sqnr_db": float(10 * np.log10((signal_power + EPS) / (noise_power + EPS))),
+        "max_abs_error": float(np.abs(noise).max(initial=0.0)),
+        "relative_l2": float(np.sqrt(noise_power) / (np.sqrt(signal_power) + EPS)),
+        "norm_ratio": float(np.linalg.norm(out) / (np.linalg.norm(ref) + EPS)),
+        "nonfinite": nonfinite,
+    }
+
+
+def input_sensitivity(float_outputs: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    """Mean cosine between float outputs of *different* images, per output.
+
+    A drift cosine only means something next to this: if two different faces already give
+    a cosine of 0.99, a float-vs-quantized cosine of 0.99 proves nothing.
+    """
+    names = list(float_outputs[0]) if float_outputs else []
+    result = {}
+    for name in names:
+        pairs = [cosine(float_outputs[i][name], float_outputs[i + 1][name]) for i in range(len(float_outputs) - 1)]
+        result[name] = float(np.mean(pairs)) if pairs else float("nan")
+    return result

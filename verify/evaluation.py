@@ -1,0 +1,134 @@
+"""One verification run: float vs quantized on the eval images, layers, task metrics, gates.
+
+Everything is written to a temp folder and renamed to reports/<recipe>/<run-id>/ at the
+end, so a failed run never leaves a half report and never touches earlier runs.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from convert.artifacts import atomic_dir, tool_versions, utc_now, write_json_atomic
+from convert.pipeline import Artifacts
+from convert.preprocess import PreparedImage, prepare, resolve_images
+from convert.progress import step
+from convert.recipe import LoadedRecipe
+from verify import detection
+from verify.compare import input_sensitivity, output_agreement
+from verify.gates import evaluate_gates, gate_dicts
+from verify.layers import run_accuracy_analysis
+from verify.report import draw_overlay, render_report
+from verify.runners import OnnxRuntimeRunner, RknnRunner, Runner
+
+
+def run_id(loaded: LoadedRecipe) -> str:
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{loaded.sha256[:8]}"
+
+
+def run_all(runner: Runner, images: list[PreparedImage]) -> tuple[list[dict[str, np.ndarray]], float]:
+    """Outputs per image and mean seconds per inference (engine time only)."""
+    runner.activate()
+    outputs, seconds = [], []
+    try:
+        for image in tqdm(images, desc=runner.name, unit="img", leave=False):
+            outputs.append(runner.infer(image.pixels))
+            seconds.append(runner.inference_time)
+    finally:
+        runner.deactivate()
+    return outputs, float(np.mean(seconds))
+
+
+def summarise_outputs(per_image: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:
+    summary = {}
+    for name in per_image[0]:
+        values = {k: np.array([img[name][k] for img in per_image]) for k in per_image[0][name]}
+        summary[name] = {k: {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
+                         for k, v in values.items() if k != "nonfinite"}
+        summary[name]["nonfinite"] = int(values["nonfinite"].sum())
+    return summary
+
+
+def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Path) -> Path:
+    recipe = loaded.recipe
+    started = time.perf_counter()
+    timings = dict(artifacts.timings)
+    ident = run_id(loaded)
+    final = reports_dir / recipe.name / ident
+    with atomic_dir(final) as run_dir:
+        with step("prepare eval images", timings):
+            paths = resolve_images(recipe.evaluate.images, loaded.path, "evaluate.images")[: recipe.evaluate.count]
+            images = [prepare(p, recipe.input, recipe.preprocess) for p in paths]
+        float_runner = OnnxRuntimeRunner(artifacts.onnx, recipe.input, recipe.preprocess)
+        quant_runner = RknnRunner(lambda: artifacts.rknn.rknn, recipe.outputs, recipe.input.layout)
+        with step(f"float on ONNX Runtime, {len(images)} images", timings):
+            float_out, float_s = run_all(float_runner, images)
+        with step(f"quantized on the RKNN simulator, {len(images)} images", timings):
+            quant_out, quant_s = run_all(quant_runner, images)
+
+        per_image = [{n: output_agreement(f[n], q[n]) for n in recipe.outputs} for f, q in zip(float_out, quant_out)]
+        metrics: dict[str, Any] = {
+            "recipe": recipe.name,
+            "run_id": ident,
+            "created_at": utc_now(),
+            "recipe_path": str(loaded.path),
+            "recipe_sha256": loaded.sha256,
+            "recipe_content": recipe.model_dump(mode="json"),
+            "provenance": artifacts.rknn.provenance,
+            "tools": tool_versions(),
+            "calibration": {k: artifacts.calibration[k] for k in ("requested", "used", "available")}
+            | {"images": [e["image"] for e in artifacts.calibration["images"]]},
+            "eval_images": [str(p) for p in paths],
+            "outputs": summarise_outputs(per_image),
+            "per_image": [{"image": str(p), "outputs": o} for p, o in zip(paths, per_image)],
+            "input_sensitivity_cosine": input_sensitivity(float_out),
+            "speed": {"onnxruntime_ms_per_image": round(float_s * 1e3, 2),
+                      "simulator_ms_per_image": round(quant_s * 1e3, 2)},
+        }
+
+        if recipe.evaluate.task == "detection":
+            metrics["detection"] = detection_metrics(loaded, images, float_out, quant_out, run_dir)
+
+        k = min(recipe.evaluate.layer_analysis_images, len(images))
+        with step(f"per-layer accuracy_analysis on {k} images", timings):
+            layers = run_accuracy_analysis(artifacts.rknn.rknn, [im.pixels for im in images[:k]],
+                                           run_dir / "accuracy_analysis",
+                                           run_dir / "accuracy_analysis" / "toolkit.log") if k else None
+        if layers is not None:
+            layers.to_csv(run_dir / "layers.csv", index=False)
+            worst = layers.nsmallest(10, "single_cos_worst")
+            metrics["layers"] = {"count": len(layers), "images": k,
+                                 "worst_single_cos": float(layers["single_cos_worst"].min()),
+                                 "worst_entire_cos": float(layers["entire_cos_worst"].min()),
+                                 "worst10": worst.to_dict(orient="records")}
+        gates = evaluate_gates(recipe.gates, metrics)
+        metrics["gates"] = gate_dicts(gates)
+        metrics["passed"] = all(g.passed for g in gates)
+        timings["total"] = round(time.perf_counter() - started + sum(artifacts.timings.values()), 3)
+        metrics["timings_s"] = timings
+        write_json_atomic(run_dir / "metrics.json", metrics)
+        render_report(run_dir)
+    return final
+
+
+def detection_metrics(loaded: LoadedRecipe, images: list[PreparedImage], float_out: list[dict],
+                      quant_out: list[dict], run_dir: Path) -> dict[str, Any]:
+    recipe = loaded.recipe
+    cfg = recipe.evaluate.detection
+    hw = recipe.input.height_width
+    per_image, foreground, overlay_done = [], [], False
+    for image, f, q in zip(images, float_out, quant_out):
+        ref = detection.decode(f, recipe.outputs, cfg, hw, image.scale)
+        test = detection.decode(q, recipe.outputs, cfg, hw, image.scale)
+        per_image.append({"image": str(image.path)} | detection.agreement(ref, test, cfg.match_iou))
+        foreground.append(detection.foreground_agreement(f, q, recipe.outputs, cfg.score_threshold))
+        if not overlay_done and len(ref.boxes):
+            draw_overlay(image.path, ref, test, run_dir / "overlay.jpg")
+            overlay_done = True
+    with_faces = [fg for fg in foreground if next(iter(fg.values()))["anchors"]]
+    foreground_cosine = {name: float(np.mean([fg[name]["cosine"] for fg in with_faces])) if with_faces else float("nan")
+                         for name in foreground[0]}
+    return detection.summarise(per_image) | {"foreground_cosine": foreground_cosine, "per_image": per_image}

@@ -1,0 +1,50 @@
+"""Recipe gates -> pass/fail results, computed from a run's metrics (data, not a live model)."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+from convert.recipe import Gates
+
+
+@dataclass(frozen=True)
+class GateResult:
+    gate: str
+    metric: str
+    value: float
+    threshold: float
+    passed: bool
+
+
+def _min_output(key: str) -> Callable[[dict], float]:
+    return lambda m: min(o[key]["mean"] for o in m["outputs"].values())
+
+
+# gate name -> (what it reads, how to read it from metrics.json); all are "value >= threshold"
+GATE_METRICS: dict[str, tuple[str, Callable[[dict[str, Any]], float]]] = {
+    "min_output_cosine": ("lowest per-output mean cosine, float vs quantized", _min_output("cosine")),
+    "min_output_sqnr_db": ("lowest per-output mean SQNR (dB)", _min_output("sqnr_db")),
+    "min_worst_layer_cosine": ("lowest per-layer single cosine (worst image)",
+                               lambda m: m["layers"]["worst_single_cos"]),
+    "min_foreground_cosine": ("lowest box/landmark cosine on face anchors (float score > threshold)",
+                              lambda m: min(m["detection"]["foreground_cosine"].values())),
+    "min_detection_match_rate": ("share of float faces matched by quantized (IoU)",
+                                 lambda m: m["detection"]["match_rate"]),
+}
+
+
+def evaluate_gates(gates: Gates, metrics: dict[str, Any]) -> list[GateResult]:
+    results = []
+    for name, threshold in gates.model_dump().items():
+        if threshold is None:
+            continue
+        label, read = GATE_METRICS[name]
+        value = float(read(metrics))
+        passed = not math.isnan(value) and value >= threshold
+        results.append(GateResult(gate=name, metric=label, value=value, threshold=threshold, passed=passed))
+    return results
+
+
+def gate_dicts(results: list[GateResult]) -> list[dict[str, Any]]:
+    return [asdict(r) for r in results]

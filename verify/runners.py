@@ -1,0 +1,80 @@
+"""Runners of one interface: activate / infer(pixels) -> {output name: array} / deactivate.
+
+`pixels` is the model input as the device receives it (model channel order and layout,
+not normalised); each runner applies what its engine needs. Runners never compare.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+from convert.preprocess import normalize
+from convert.recipe import InputSpec, Preprocess
+
+
+class Runner(Protocol):
+    name: str
+    inference_time: float
+
+    def activate(self) -> None: ...
+    def infer(self, pixels: np.ndarray) -> dict[str, np.ndarray]: ...
+    def deactivate(self) -> None: ...
+
+
+class OnnxRuntimeRunner:
+    """Float reference: the canonical ONNX on ONNX Runtime (CPU), normalising as the recipe says."""
+
+    name = "onnxruntime"
+
+    def __init__(self, onnx_path: Path, spec: InputSpec, pre: Preprocess) -> None:
+        self.onnx_path, self.spec, self.pre = onnx_path, spec, pre
+        self.session: ort.InferenceSession | None = None
+        self.inference_time = 0.0
+
+    def activate(self) -> None:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
+
+    def infer(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        assert self.session is not None, "activate() first"
+        feed = {self.spec.name: normalize(pixels, self.pre, self.spec.layout)}
+        start = time.perf_counter()
+        outputs = self.session.run(None, feed)
+        self.inference_time = time.perf_counter() - start
+        return {meta.name: value for meta, value in zip(self.session.get_outputs(), outputs)}
+
+    def deactivate(self) -> None:
+        self.session = None
+
+
+class RknnRunner:
+    """A built RKNN model on the simulator (target=None) or on a board (target='rk3588', device_id)."""
+
+    def __init__(self, load: Callable[[], Any], output_names: list[str], layout: str,
+                 target: str | None = None, device_id: str | None = None) -> None:
+        self.load, self.output_names, self.layout = load, output_names, layout
+        self.target, self.device_id = target, device_id
+        self.name = f"rknn-{target}" if target else "rknn-simulator"
+        self.rknn: Any = None
+        self.inference_time = 0.0
+
+    def activate(self) -> None:
+        self.rknn = self.load()
+        if self.rknn.init_runtime(target=self.target, device_id=self.device_id) != 0:
+            raise RuntimeError(f"{self.name}: init_runtime failed (see the toolkit log above)")
+
+    def infer(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        start = time.perf_counter()
+        outputs = self.rknn.inference(inputs=[pixels], data_format=self.layout.lower())
+        self.inference_time = time.perf_counter() - start
+        if outputs is None:
+            raise RuntimeError(f"{self.name}: inference returned nothing (see the toolkit log above)")
+        return dict(zip(self.output_names, outputs))
+
+    def deactivate(self) -> None:
+        self.rknn = None  # the owner of the build releases it
