@@ -2,19 +2,29 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import sys
 from pathlib import Path
 from typing import Iterator
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_LIBC = ctypes.CDLL(None)
+
+
+def _flush_all() -> None:
+    """Flush Python's and the C runtime's buffers (the toolkit's C++ logs use the latter)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _LIBC.fflush(None)
+
 
 @contextlib.contextmanager
 def toolkit_output_to(log_file: Path) -> Iterator[None]:
     """Redirect fds 1 and 2 (the toolkit's C++ and Python logs both use them) to `log_file`."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    _flush_all()
     saved = os.dup(1), os.dup(2)
     with open(log_file, "ab") as log:
         os.dup2(log.fileno(), 1)
@@ -22,15 +32,11 @@ def toolkit_output_to(log_file: Path) -> Iterator[None]:
         try:
             yield
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            _flush_all()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
-
-
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def last_error(log_file: Path) -> str:

@@ -63,7 +63,8 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
             paths = resolve_images(recipe.evaluate.images, loaded.path, "evaluate.images")[: recipe.evaluate.count]
             images = [prepare(p, recipe.input, recipe.preprocess) for p in paths]
         float_runner = OnnxRuntimeRunner(artifacts.onnx, recipe.input, recipe.preprocess)
-        quant_runner = RknnRunner(lambda: artifacts.rknn.rknn, recipe.outputs, recipe.input.layout)
+        quant_runner = RknnRunner(lambda: artifacts.rknn.rknn, recipe.outputs, recipe.input.layout,
+                                  log_file=run_dir / "toolkit.log")
         with step(f"float on ONNX Runtime, {len(images)} images", timings):
             float_out, float_s = run_all(float_runner, images)
         with step(f"quantized on the RKNN simulator, {len(images)} images", timings):
@@ -95,8 +96,7 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
         k = min(recipe.evaluate.layer_analysis_images, len(images))
         with step(f"per-layer accuracy_analysis on {k} images", timings):
             layers = run_accuracy_analysis(artifacts.rknn.rknn, [im.pixels for im in images[:k]],
-                                           run_dir / "accuracy_analysis",
-                                           run_dir / "accuracy_analysis" / "toolkit.log") if k else None
+                                           run_dir / "accuracy_analysis", run_dir / "toolkit.log") if k else None
         if layers is not None:
             layers.to_csv(run_dir / "layers.csv", index=False)
             worst = layers.nsmallest(10, "single_cos_worst")

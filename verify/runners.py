@@ -14,6 +14,7 @@ import onnxruntime as ort
 
 from convert.preprocess import normalize
 from convert.recipe import InputSpec, Preprocess
+from convert.toolkit_log import last_error, toolkit_output_to
 
 
 class Runner(Protocol):
@@ -55,9 +56,9 @@ class OnnxRuntimeRunner:
 class RknnRunner:
     """A built RKNN model on the simulator (target=None) or on a board (target='rk3588', device_id)."""
 
-    def __init__(self, load: Callable[[], Any], output_names: list[str], layout: str,
+    def __init__(self, load: Callable[[], Any], output_names: list[str], layout: str, log_file: Path,
                  target: str | None = None, device_id: str | None = None) -> None:
-        self.load, self.output_names, self.layout = load, output_names, layout
+        self.load, self.output_names, self.layout, self.log_file = load, output_names, layout, log_file
         self.target, self.device_id = target, device_id
         self.name = f"rknn-{target}" if target else "rknn-simulator"
         self.rknn: Any = None
@@ -65,15 +66,17 @@ class RknnRunner:
 
     def activate(self) -> None:
         self.rknn = self.load()
-        if self.rknn.init_runtime(target=self.target, device_id=self.device_id) != 0:
-            raise RuntimeError(f"{self.name}: init_runtime failed (see the toolkit log above)")
+        with toolkit_output_to(self.log_file):
+            ret = self.rknn.init_runtime(target=self.target, device_id=self.device_id)
+        if ret != 0:
+            raise RuntimeError(f"{self.name}: init_runtime failed: {last_error(self.log_file)} (log: {self.log_file})")
 
     def infer(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         start = time.perf_counter()
         outputs = self.rknn.inference(inputs=[pixels], data_format=self.layout.lower())
         self.inference_time = time.perf_counter() - start
         if outputs is None:
-            raise RuntimeError(f"{self.name}: inference returned nothing (see the toolkit log above)")
+            raise RuntimeError(f"{self.name}: inference returned nothing (log: {self.log_file})")
         return dict(zip(self.output_names, outputs))
 
     def deactivate(self) -> None:
