@@ -30,11 +30,19 @@ def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Pa
     from verify.evaluation import verify_artifacts
 
     loaded = load_recipe(recipe, overrides)
+    verification = loaded.recipe.evaluate.verification
+    detector = None
+    if verification is not None and verification.faces == "align":
+        # the detector is built in this process too: the simulator only runs in-process builds
+        detector_recipe = load_recipe(verification.detector)
+        detector = (detector_recipe, convert_recipe(detector_recipe))
     artifacts = convert_recipe(loaded)
     try:
-        return verify_artifacts(loaded, artifacts, reports_dir)
+        return verify_artifacts(loaded, artifacts, reports_dir, detector)
     finally:
         artifacts.rknn.rknn.release()
+        if detector is not None:
+            detector[1].rknn.rknn.release()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for gate in metrics["gates"]:
         status = "pass" if gate["passed"] else "FAIL"
-        print(f"gate {gate['gate']}: {gate['value']:.4f} (>= {gate['threshold']}) {status}")
+        op = "<=" if gate["gate"].startswith("max_") else ">="
+        print(f"gate {gate['gate']}: {gate['value']:.4f} ({op} {gate['threshold']}) {status}")
     print(f"report: {run_dir / 'report.html'}")
     return 0 if metrics["passed"] else 1
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convert.artifacts import sha256_file
+import json
+
+from convert.artifacts import sha256_bytes, sha256_file, tool_versions
 from convert.calibration import build_calibration_set, calibration_manifest
 from convert.onnx_prep import prepare_onnx
 from convert.progress import step
@@ -21,6 +23,8 @@ class Artifacts:
     calibration_list: Path
     calibration: dict
     rknn: RknnBuild
+    float_key: str  # what the float model's outputs depend on (for caches)
+    quant_key: str  # what the quantized model's outputs depend on
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -38,6 +42,11 @@ def convert_recipe(loaded: LoadedRecipe, models_dir: Path = PROJECT_ROOT / "mode
     with step(f"rknn build {recipe.quantization.dtype} for {recipe.target.platform}", timings):
         build = build_rknn(loaded, onnx_path, sha256_file(source), list_file,
                            model_dir / f"{recipe.artifact_stem}.rknn")
+    calibration = calibration_manifest(list_file)
+    float_key = sha256_file(onnx_path)
+    quant_key = sha256_bytes(json.dumps([float_key, recipe.quantization.model_dump(mode="json"),
+                                         recipe.target.platform, calibration["key"],
+                                         tool_versions()["rknn-toolkit2"]]).encode())
     return Artifacts(source=source, source_sha256=sha256_file(source), onnx=onnx_path,
-                     calibration_list=list_file, calibration=calibration_manifest(list_file),
-                     rknn=build, timings=timings)
+                     calibration_list=list_file, calibration=calibration, rknn=build,
+                     float_key=float_key, quant_key=quant_key, timings=timings)

@@ -74,7 +74,12 @@ def fit_to_input(bgr: np.ndarray, spec: InputSpec, pre: Preprocess) -> tuple[np.
 
 
 def prepare(path: Path, spec: InputSpec, pre: Preprocess) -> PreparedImage:
-    canvas, scale = fit_to_input(read_bgr(path), spec, pre)
+    return prepare_array(read_bgr(path), spec, pre, path)
+
+
+def prepare_array(bgr: np.ndarray, spec: InputSpec, pre: Preprocess, path: Path) -> PreparedImage:
+    """As `prepare`, for an image already in memory (e.g. an aligned face crop of `path`)."""
+    canvas, scale = fit_to_input(bgr, spec, pre)
     pixels = canvas.astype(np.float32)[np.newaxis]
     if spec.layout == "NCHW":
         pixels = pixels.transpose(0, 3, 1, 2)

@@ -14,22 +14,25 @@ from convert.errors import RkverifyError
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RECIPES_DIR = PROJECT_ROOT / "convert" / "recipes"
 
-# Quantized dtypes rknn-toolkit2 2.5.0 accepts per target (its docs, "quantized_dtype").
+# Quantized dtypes per target, measured with rknn-toolkit2 2.5.0 (config + build of the
+# RetinaFace recipe). The toolkit spells 16-bit "w16a16i_dfp"; it rejects plain "w16a16i".
+# Left out: w8a16 (refused on every target tried; crashed the build on rk3562) and
+# w16a16i_dfp on rv1103b / rv1106b / rk2118 (the build did not finish).
 PLATFORM_DTYPES: dict[str, tuple[str, ...]] = {
-    "rk3588": ("w8a8", "w16a16i", "w16a16i_dfp"),
-    "rk3576": ("w8a8", "w4a16", "w16a16i", "w16a16i_dfp"),
-    "rk3568": ("w8a8", "w16a16i", "w16a16i_dfp"),
-    "rk3566": ("w8a8", "w16a16i", "w16a16i_dfp"),
-    "rk3562": ("w8a8", "w16a16i", "w16a16i_dfp"),
-    "rv1103": ("w8a8",),
-    "rv1106": ("w8a8",),
+    "rk3588": ("w8a8", "w16a16i_dfp"),
+    "rk3576": ("w8a8", "w4a16", "w16a16i_dfp"),
+    "rk3568": ("w8a8", "w16a16i_dfp"),
+    "rk3566": ("w8a8", "w16a16i_dfp"),
+    "rk3562": ("w8a8", "w16a16i_dfp"),
+    "rv1103": ("w8a8", "w16a16i_dfp"),
+    "rv1106": ("w8a8", "w16a16i_dfp"),
     "rv1103b": ("w8a8",),
     "rv1106b": ("w8a8",),
-    "rv1126b": ("w8a8", "w16a16i"),
-    "rk2118": ("w8a8", "w16a16i"),
+    "rv1126b": ("w8a8", "w4a16", "w16a16i_dfp"),
+    "rk2118": ("w8a8",),
 }
 Platform = Literal["rk3588", "rk3576", "rk3568", "rk3566", "rk3562", "rv1103", "rv1106", "rv1103b", "rv1106b", "rv1126b", "rk2118"]
-Dtype = Literal["w8a8", "w8a16", "w16a16i", "w16a16i_dfp", "w4a16"]
+Dtype = Literal["w8a8", "w16a16i_dfp", "w4a16"]
 
 
 class Strict(BaseModel):
@@ -116,12 +119,41 @@ class DetectionEval(Strict):
     variance: list[float] = Field([0.1, 0.2], min_length=2, max_length=2)
 
 
+class Dataset(Strict):
+    """A face verification set in LFW layout: <root>/<Name>/<Name>_<NNNN>.jpg (+ View 2 pairs.txt)."""
+
+    name: str = Field(description="label in reports; call it 'lfw' only when it is LFW")
+    root: str = Field(description="folder, relative to the project root")
+    pairs: str | None = Field(None, description="pairs.txt; without it pairs are built from the folder")
+
+
+class Verification(Strict):
+    dataset: Dataset
+    fallback: Dataset | None = Field(None, description="used when dataset.root holds no images")
+    faces: Literal["align", "center_crop"] = "align"
+    detector: str = Field("retinaface", description="recipe whose detector finds and aligns faces")
+    full_pipeline: bool = Field(False, description="quantized run aligns with the quantized detector")
+    center_crop_fraction: float = Field(0.55, gt=0, le=1, description="crop side / image side (center_crop)")
+    flip: bool = Field(True, description="add the horizontally flipped face's embedding")
+    folds: int = Field(10, ge=2, description="folds of pairs built from a folder without pairs.txt")
+    far: float = Field(1e-3, gt=0, lt=1, description="false accept rate for VAL@FAR")
+
+
 class Evaluate(Strict):
-    task: Literal["detection"]
-    images: list[ImageSource] = Field(min_length=1)
-    count: int = Field(8, ge=1, description="how many eval images run through float and quantized")
-    layer_analysis_images: int = Field(2, ge=0, description="images given to accuracy_analysis")
+    task: Literal["detection", "recognition"]
+    images: list[ImageSource] = Field([], description="detection: eval images (recognition uses its faces)")
+    count: int = Field(8, ge=1, description="how many eval inputs get per-output float-vs-quantized figures")
+    layer_analysis_images: int = Field(2, ge=0, description="inputs given to accuracy_analysis")
     detection: DetectionEval = DetectionEval()
+    verification: Verification | None = None
+
+    @model_validator(mode="after")
+    def _task_needs(self) -> "Evaluate":
+        if self.task == "detection" and not self.images:
+            raise ValueError("a detection recipe needs 'images' to evaluate on")
+        if self.task == "recognition" and self.verification is None:
+            raise ValueError("a recognition recipe needs a 'verification' block (dataset, faces)")
+        return self
 
 
 class Gates(Strict):
@@ -130,6 +162,9 @@ class Gates(Strict):
     min_worst_layer_cosine: float | None = None
     min_foreground_cosine: float | None = None
     min_detection_match_rate: float | None = None
+    min_quantized_accuracy: float | None = None
+    max_accuracy_drop: float | None = None
+    min_embedding_cosine: float | None = None
 
 
 class Recipe(Strict):

@@ -5,9 +5,10 @@ end, so a failed run never leaves a half report and never touches earlier runs.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -16,11 +17,12 @@ from convert.artifacts import atomic_dir, tool_versions, utc_now, write_json_ato
 from convert.pipeline import Artifacts
 from convert.preprocess import PreparedImage, prepare, resolve_images
 from convert.progress import step
-from convert.recipe import LoadedRecipe
+from convert.recipe import LoadedRecipe, Recipe
 from verify import detection
 from verify.compare import input_sensitivity, output_agreement
 from verify.gates import evaluate_gates, gate_dicts
 from verify.layers import run_accuracy_analysis
+from verify.recognition import Detector, verification_metrics
 from verify.report import draw_overlay, render_report
 from verify.runners import OnnxRuntimeRunner, RknnRunner, Runner
 
@@ -30,16 +32,40 @@ def run_id(loaded: LoadedRecipe) -> str:
 
 
 def run_all(runner: Runner, images: list[PreparedImage]) -> tuple[list[dict[str, np.ndarray]], float]:
-    """Outputs per image and mean seconds per inference (engine time only)."""
-    runner.activate()
+    """Outputs per image and mean seconds per inference (engine time only); runner already active."""
     outputs, seconds = [], []
-    try:
-        for image in tqdm(images, desc=runner.name, unit="img", leave=False):
-            outputs.append(runner.infer(image.pixels))
-            seconds.append(runner.inference_time)
-    finally:
-        runner.deactivate()
+    for image in tqdm(images, desc=runner.name, unit="img", leave=False):
+        outputs.append(runner.infer(image.pixels))
+        seconds.append(runner.inference_time)
     return outputs, float(np.mean(seconds))
+
+
+@contextlib.contextmanager
+def active(*runners: Runner | None) -> Iterator[None]:
+    started = []
+    try:
+        for runner in runners:
+            if runner is not None:
+                runner.activate()
+                started.append(runner)
+        yield
+    finally:
+        for runner in started:
+            runner.deactivate()
+
+
+def rknn_runner(artifacts: Artifacts, recipe: Recipe, log_file: Path) -> RknnRunner:
+    return RknnRunner(lambda: artifacts.rknn.rknn, recipe.outputs, recipe.input.layout, log_file=log_file)
+
+
+def detectors(detector: tuple[LoadedRecipe, Artifacts] | None, log_file: Path) -> tuple[Detector | None, Detector | None]:
+    if detector is None:
+        return None, None
+    loaded, artifacts = detector
+    recipe = loaded.recipe
+    float_runner = OnnxRuntimeRunner(artifacts.onnx, recipe.input, recipe.preprocess)
+    return (Detector(recipe, float_runner, artifacts.float_key),
+            Detector(recipe, rknn_runner(artifacts, recipe, log_file), artifacts.quant_key))
 
 
 def summarise_outputs(per_image: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:
@@ -52,23 +78,36 @@ def summarise_outputs(per_image: list[dict[str, dict[str, float]]]) -> dict[str,
     return summary
 
 
-def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Path) -> Path:
+def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Path,
+                     detector: tuple[LoadedRecipe, Artifacts] | None = None) -> Path:
+    """Measure one recipe's artifacts; `detector` (recipe, artifacts) aligns faces for recognizers."""
     recipe = loaded.recipe
     started = time.perf_counter()
     timings = dict(artifacts.timings)
     ident = run_id(loaded)
     final = reports_dir / recipe.name / ident
     with atomic_dir(final) as run_dir:
-        with step("prepare eval images", timings):
-            paths = resolve_images(recipe.evaluate.images, loaded.path, "evaluate.images")[: recipe.evaluate.count]
-            images = [prepare(p, recipe.input, recipe.preprocess) for p in paths]
+        log_file = run_dir / "toolkit.log"
         float_runner = OnnxRuntimeRunner(artifacts.onnx, recipe.input, recipe.preprocess)
-        quant_runner = RknnRunner(lambda: artifacts.rknn.rknn, recipe.outputs, recipe.input.layout,
-                                  log_file=run_dir / "toolkit.log")
-        with step(f"float on ONNX Runtime, {len(images)} images", timings):
-            float_out, float_s = run_all(float_runner, images)
-        with step(f"quantized on the RKNN simulator, {len(images)} images", timings):
-            quant_out, quant_s = run_all(quant_runner, images)
+        quant_runner = rknn_runner(artifacts, recipe, log_file)
+        float_detector, quant_detector = detectors(detector, log_file)
+        verification = None
+        with active(float_runner, quant_runner, *(d.runner for d in (float_detector, quant_detector) if d)):
+            if recipe.evaluate.task == "recognition":
+                with step("face verification, float vs quantized", timings):
+                    verification, faces = verification_metrics(
+                        loaded, float_runner, quant_runner, float_detector, quant_detector,
+                        artifacts.float_key, artifacts.quant_key, artifacts.source.parent.parent / "cache", run_dir)
+                images = faces[: recipe.evaluate.count]
+            else:
+                with step("prepare eval images", timings):
+                    paths = resolve_images(recipe.evaluate.images, loaded.path, "evaluate.images")[: recipe.evaluate.count]
+                    images = [prepare(p, recipe.input, recipe.preprocess) for p in paths]
+            paths = [im.path for im in images]
+            with step(f"float on ONNX Runtime, {len(images)} inputs", timings):
+                float_out, float_s = run_all(float_runner, images)
+            with step(f"quantized on the RKNN simulator, {len(images)} inputs", timings):
+                quant_out, quant_s = run_all(quant_runner, images)
 
         per_image = [{n: output_agreement(f[n], q[n]) for n in recipe.outputs} for f, q in zip(float_out, quant_out)]
         metrics: dict[str, Any] = {
@@ -90,6 +129,8 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
                       "simulator_ms_per_image": round(quant_s * 1e3, 2)},
         }
 
+        if verification is not None:
+            metrics["verification"] = verification
         if recipe.evaluate.task == "detection":
             metrics["detection"] = detection_metrics(loaded, images, float_out, quant_out, run_dir)
 
@@ -119,15 +160,16 @@ def detection_metrics(loaded: LoadedRecipe, images: list[PreparedImage], float_o
     recipe = loaded.recipe
     cfg = recipe.evaluate.detection
     hw = recipe.input.height_width
-    per_image, foreground, overlay_done = [], [], False
+    per_image, foreground, decoded = [], [], []
     for image, f, q in zip(images, float_out, quant_out):
         ref = detection.decode(f, recipe.outputs, cfg, hw, image.scale)
         test = detection.decode(q, recipe.outputs, cfg, hw, image.scale)
+        decoded.append((image.path, ref, test))
         per_image.append({"image": str(image.path)} | detection.agreement(ref, test, cfg.match_iou))
         foreground.append(detection.foreground_agreement(f, q, recipe.outputs, cfg.score_threshold))
-        if not overlay_done and len(ref.boxes):
-            draw_overlay(image.path, ref, test, run_dir / "overlay.jpg")
-            overlay_done = True
+    busiest = max(decoded, key=lambda d: len(d[1].boxes))  # the image with most float faces
+    if len(busiest[1].boxes):
+        draw_overlay(*busiest, run_dir / "overlay.jpg")
     with_faces = [fg for fg in foreground if next(iter(fg.values()))["anchors"]]
     foreground_cosine = {name: float(np.mean([fg[name]["cosine"] for fg in with_faces])) if with_faces else float("nan")
                          for name in foreground[0]}

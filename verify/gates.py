@@ -21,7 +21,8 @@ def _min_output(key: str) -> Callable[[dict], float]:
     return lambda m: min(o[key]["mean"] for o in m["outputs"].values())
 
 
-# gate name -> (what it reads, how to read it from metrics.json); all are "value >= threshold"
+# gate name -> (what it reads, how to read it from metrics.json). "min_*" gates need
+# value >= threshold, "max_*" gates value <= threshold.
 GATE_METRICS: dict[str, tuple[str, Callable[[dict[str, Any]], float]]] = {
     "min_output_cosine": ("lowest per-output mean cosine, float vs quantized", _min_output("cosine")),
     "min_output_sqnr_db": ("lowest per-output mean SQNR (dB)", _min_output("sqnr_db")),
@@ -31,6 +32,12 @@ GATE_METRICS: dict[str, tuple[str, Callable[[dict[str, Any]], float]]] = {
                               lambda m: min(m["detection"]["foreground_cosine"].values())),
     "min_detection_match_rate": ("share of float faces matched by quantized (IoU)",
                                  lambda m: m["detection"]["match_rate"]),
+    "min_quantized_accuracy": ("quantized verification accuracy (k-fold mean)",
+                               lambda m: m["verification"]["quantized"]["accuracy"]["mean"]),
+    "max_accuracy_drop": ("float minus quantized verification accuracy",
+                          lambda m: m["verification"]["accuracy_drop"]),
+    "min_embedding_cosine": ("mean cosine of float vs quantized embeddings",
+                             lambda m: m["verification"]["embedding_drift"]["cosine_mean"]),
 }
 
 
@@ -41,8 +48,9 @@ def evaluate_gates(gates: Gates, metrics: dict[str, Any]) -> list[GateResult]:
             continue
         label, read = GATE_METRICS[name]
         value = float(read(metrics))
-        passed = not math.isnan(value) and value >= threshold
-        results.append(GateResult(gate=name, metric=label, value=value, threshold=threshold, passed=passed))
+        within = value <= threshold if name.startswith("max_") else value >= threshold
+        results.append(GateResult(gate=name, metric=label, value=value, threshold=threshold,
+                                  passed=not math.isnan(value) and within))
     return results
 
 

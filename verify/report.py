@@ -68,10 +68,12 @@ def render_report(run_dir: Path) -> Path:
     layers_csv = run_dir / "layers.csv"
     layers = pd.read_csv(layers_csv) if layers_csv.exists() else None
     overlay = run_dir / "overlay.jpg"
+    thumbs = {str(p.relative_to(run_dir)): _data_uri(p.read_bytes(), "image/jpeg") for p in run_dir.glob("flipped/*.jpg")}
     html = TEMPLATES.get_template("report.html").render(
         m=metrics,
         layer_plot=_data_uri(layer_plot_png(layers), "image/png") if layers is not None else None,
         overlay=_data_uri(overlay.read_bytes(), "image/jpeg") if overlay.exists() else None,
+        thumbs=thumbs,
         fmt=lambda v, d=4: "n/a" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v)),
     )
     out = run_dir / "report.html"
