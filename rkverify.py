@@ -8,7 +8,8 @@ from pathlib import Path
 import yaml
 
 from convert.errors import RkverifyError
-from convert.recipe import PROJECT_ROOT, load_recipe
+from convert.progress import step
+from convert.recipe import PROJECT_ROOT, LoadedRecipe, load_recipe
 
 REPORTS_DIR = PROJECT_ROOT / "reports"
 
@@ -31,11 +32,15 @@ def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Pa
 
     loaded = load_recipe(recipe, overrides)
     verification = loaded.recipe.evaluate.verification
+    align_with = loaded.recipe.quantization.calibration.align_with
+    detector_name = verification.detector if verification and verification.faces == "align" else align_with
     detector = None
-    if verification is not None and verification.faces == "align":
+    if detector_name:
         # the detector is built in this process too: the simulator only runs in-process builds
-        detector_recipe = load_recipe(verification.detector)
+        detector_recipe = load_recipe(detector_name)
         detector = (detector_recipe, convert_recipe(detector_recipe))
+    if align_with:
+        loaded = with_aligned_calibration(loaded, recipe, overrides or {}, detector)
     artifacts = convert_recipe(loaded)
     try:
         return verify_artifacts(loaded, artifacts, reports_dir, detector)
@@ -43,6 +48,25 @@ def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Pa
         artifacts.rknn.rknn.release()
         if detector is not None:
             detector[1].rknn.rknn.release()
+
+
+def with_aligned_calibration(loaded, recipe: str, overrides: dict[str, object], detector) -> LoadedRecipe:
+    """The recipe with its calibration photos replaced by their aligned faces."""
+    from verify.evaluation import detectors
+    from verify.recognition import aligned_calibration
+
+    detector_recipe, detector_artifacts = detector
+    float_detector, _ = detectors(detector, detector_artifacts.rknn.path.with_suffix(".log"))
+    float_detector.runner.activate()
+    try:
+        with step("align calibration faces", None):
+            folder = aligned_calibration(loaded, float_detector, PROJECT_ROOT / "calib_data",
+                                         detector_artifacts.source.parent.parent / "cache")
+    finally:
+        float_detector.runner.deactivate()
+    images = [{"dir": str(folder), "glob": "*.png"}]
+    return load_recipe(recipe, {**overrides, "quantization.calibration.images": images,
+                                "quantization.calibration.align_with": None})
 
 
 def main(argv: list[str] | None = None) -> int:

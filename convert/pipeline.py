@@ -10,7 +10,7 @@ from convert.artifacts import sha256_bytes, sha256_file, tool_versions
 from convert.calibration import build_calibration_set, calibration_manifest
 from convert.onnx_prep import prepare_onnx
 from convert.progress import step
-from convert.recipe import PROJECT_ROOT, LoadedRecipe
+from convert.recipe import FLOAT16, PROJECT_ROOT, LoadedRecipe
 from convert.rknn_build import RknnBuild, build_rknn
 from convert.source import obtain_source
 
@@ -40,7 +40,8 @@ def convert_recipe(loaded: LoadedRecipe, models_dir: Path = PROJECT_ROOT / "mode
     with step("calibration set", timings):
         list_file = build_calibration_set(loaded, calib_dir)
     with step(f"rknn build {recipe.quantization.dtype} for {recipe.target.platform}", timings):
-        build = build_rknn(loaded, onnx_path, sha256_file(source), list_file,
+        quantized = recipe.quantization.dtype != FLOAT16
+        build = build_rknn(loaded, onnx_path, sha256_file(source), list_file if quantized else None,
                            model_dir / f"{recipe.artifact_stem}.rknn")
     calibration = calibration_manifest(list_file)
     float_key = sha256_file(onnx_path)

@@ -17,9 +17,12 @@ RECIPES_DIR = PROJECT_ROOT / "convert" / "recipes"
 # Quantized dtypes per target, measured with rknn-toolkit2 2.5.0 (config + build of the
 # RetinaFace recipe). The toolkit spells 16-bit "w16a16i_dfp"; it rejects plain "w16a16i".
 # Left out: w8a16 (refused on every target tried; crashed the build on rk3562) and
-# w16a16i_dfp on rv1103b / rv1106b / rk2118 (the build did not finish).
+# w16a16i_dfp on rv1103b / rv1106b / rk2118 (the build did not finish). w16a16i_dfp also
+# segfaults the 2.5.0 build of PRelu models (MobileFaceNet: "unsupported tensor dtype in
+# Relu"); "float16" (no quantization, the NPU's fp16 path) is the high-precision fallback.
+FLOAT16 = "float16"
 PLATFORM_DTYPES: dict[str, tuple[str, ...]] = {
-    "rk3588": ("w8a8", "w16a16i_dfp"),
+    "rk3588": ("w8a8", "w16a16i_dfp"),  # + float16 on every target
     "rk3576": ("w8a8", "w4a16", "w16a16i_dfp"),
     "rk3568": ("w8a8", "w16a16i_dfp"),
     "rk3566": ("w8a8", "w16a16i_dfp"),
@@ -32,7 +35,7 @@ PLATFORM_DTYPES: dict[str, tuple[str, ...]] = {
     "rk2118": ("w8a8",),
 }
 Platform = Literal["rk3588", "rk3576", "rk3568", "rk3566", "rk3562", "rv1103", "rv1106", "rv1103b", "rv1106b", "rv1126b", "rk2118"]
-Dtype = Literal["w8a8", "w16a16i_dfp", "w4a16"]
+Dtype = Literal["w8a8", "w16a16i_dfp", "w4a16", "float16"]
 
 
 class Strict(BaseModel):
@@ -94,6 +97,8 @@ class Calibration(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="folder under calib_data/")
     size: int = Field(ge=1)
     images: list[ImageSource] = Field(min_length=1)
+    align_with: str | None = Field(None, description="detector recipe that aligns these photos' faces "
+                                   "to the input first (recognizers are fed aligned faces)")
 
 
 class Quantization(Strict):
@@ -181,7 +186,7 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def _dtype_fits_platform(self) -> "Recipe":
-        allowed = PLATFORM_DTYPES[self.target.platform]
+        allowed = PLATFORM_DTYPES[self.target.platform] + (FLOAT16,)
         if self.quantization.dtype not in allowed:
             raise ValueError(
                 f"dtype {self.quantization.dtype!r} is not supported on {self.target.platform}; "
@@ -211,7 +216,8 @@ def resolve_recipe_path(name_or_path: str) -> Path:
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml"):
         return candidate
-    return RECIPES_DIR / f"{name_or_path}.yaml"
+    # `tox -e convert-<name>` passes its env name
+    return RECIPES_DIR / f"{name_or_path.removeprefix('convert-')}.yaml"
 
 
 def load_recipe(name_or_path: str, overrides: dict[str, Any] | None = None) -> LoadedRecipe:

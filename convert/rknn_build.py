@@ -65,7 +65,8 @@ def build_rknn(loaded: LoadedRecipe, onnx_path: Path, source_sha256: str, list_f
 
     call("config", "quantization", "use a dtype/algorithm/method the target supports",
          lambda: rknn.config(mean_values=[recipe.preprocess.mean], std_values=[recipe.preprocess.std],
-                             quantized_dtype=quant.dtype, quantized_algorithm=quant.algorithm,
+                             quantized_dtype=quant.dtype if list_file else "w8a8",  # ignored unquantized
+                             quantized_algorithm=quant.algorithm,
                              quantized_method=quant.method, target_platform=recipe.target.platform))
     call("load_onnx", "outputs", "check input/output names and shapes against the model",
          lambda: rknn.load_onnx(model=str(onnx_path), inputs=[s.name for s in recipe.inputs],

@@ -12,18 +12,32 @@ from convert.recipe import PROJECT_ROOT
 RECIPES = PROJECT_ROOT / "convert" / "recipes"
 
 
+RECIPE_NAMES = sorted(p.stem for p in RECIPES.glob("*.yaml"))
+
+
 @pytest.fixture(scope="session")
-def retinaface_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh, real run of convert/recipes/retinaface.yaml (rknn-toolkit2 build + simulator)."""
+def fresh_run(tmp_path_factory: pytest.TempPathFactory):
+    """`fresh_run(name)`: one real run per recipe per session (rknn-toolkit2 build + simulator)."""
     import rkverify
 
-    reports = tmp_path_factory.mktemp("reports")
-    run_dir = rkverify.run("retinaface", reports_dir=reports)
-    # keep the HTML/JSON as CI artifacts next to the project's reports
-    keep = PROJECT_ROOT / "reports" / "retinaface" / run_dir.name
-    if not keep.exists():
-        shutil.copytree(run_dir, keep)
-    return run_dir
+    runs: dict[str, Path] = {}
+
+    def run(name: str) -> Path:
+        if name not in runs:
+            run_dir = rkverify.run(name, reports_dir=tmp_path_factory.mktemp(f"reports-{name}"))
+            # keep the HTML/JSON as CI artifacts next to the project's reports
+            keep = PROJECT_ROOT / "reports" / name / run_dir.name
+            if not keep.exists():
+                shutil.copytree(run_dir, keep)
+            runs[name] = run_dir
+        return runs[name]
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def retinaface_run(fresh_run) -> Path:
+    return fresh_run("retinaface")
 
 
 @pytest.fixture(scope="session")

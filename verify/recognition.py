@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from convert.artifacts import sha256_bytes, sha256_file
+from convert.artifacts import atomic_dir, sha256_bytes, sha256_file
 from convert.errors import RkverifyError
-from convert.preprocess import PreparedImage, prepare, prepare_array, read_bgr
+from convert.preprocess import PreparedImage, prepare, prepare_array, read_bgr, resolve_images
 from convert.recipe import PROJECT_ROOT, LoadedRecipe, Recipe, Verification
 from verify import detection
 from verify.align import align, center_crop, main_face
@@ -195,3 +195,22 @@ def verification_metrics(loaded: LoadedRecipe, float_runner: Runner, quant_runne
     }
     faces = [prepare_array(float_crops[p], recipe.input, recipe.preprocess, p) for p in paths]
     return metrics, faces
+
+
+def aligned_calibration(loaded: LoadedRecipe, detector: Detector, calib_root: Path, cache_dir: Path) -> Path:
+    """Align the faces of the recipe's calibration photos (float detector) into calib_data/<name>-faces/.
+
+    A recognizer meets aligned faces on the device; calibrating it on whole photos would
+    set its int8 ranges on data it never sees.
+    """
+    recipe = loaded.recipe
+    calib = recipe.quantization.calibration
+    cfg = recipe.evaluate.verification or Verification.model_validate(
+        {"dataset": {"name": "-", "root": "-"}})  # only its centre-crop fallback is used here
+    photos = resolve_images(calib.images, loaded.path, "quantization.calibration.images")[: calib.size]
+    crops, _ = face_crops(photos, cfg, recipe.input.height_width, detector, cache_dir)
+    final = calib_root / f"{calib.name}-faces"
+    with atomic_dir(final) as tmp:
+        for index, (path, crop) in enumerate(crops.items()):
+            cv2.imwrite(str(tmp / f"{index:04d}_{path.stem}.png"), crop)
+    return final

@@ -1,0 +1,21 @@
+"""The CI gate: a fresh run of every shipped recipe must meet its recipe's gates: block."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from convert.recipe import load_recipe
+from tests.conftest import RECIPE_NAMES
+
+
+@pytest.mark.parametrize("name", RECIPE_NAMES)
+def test_gates(name: str, fresh_run) -> None:
+    run_dir = fresh_run(name)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    declared = {k for k, v in load_recipe(name).recipe.gates.model_dump().items() if v is not None}
+    assert declared, f"recipe {name} declares no gates"
+    assert {g["gate"] for g in metrics["gates"]} == declared
+    failed = [f"{g['gate']} = {g['value']:.4f} vs threshold {g['threshold']} ({g['metric']})"
+              for g in metrics["gates"] if not g["passed"]]
+    assert not failed, f"recipe {name} crossed its gates: {'; '.join(failed)} (report: {run_dir / 'report.html'})"

@@ -1,0 +1,88 @@
+"""Face verification: the protocol on arrays, pairs files, and real recognizer runs on real faces."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rkverify
+from convert.recipe import PROJECT_ROOT
+from verify.lfw import build_pairs, has_images, read_pairs
+from verify.verification_metrics import kfold_accuracy, roc_auc, squared_distance, val_at_far, verification_report
+
+
+def test_protocol_on_separable_and_noisy_distances() -> None:
+    rng = np.random.default_rng(0)
+    same = np.tile([True] * 30 + [False] * 30, 10)
+    folds = np.repeat(np.arange(10), 60)
+    clean = np.where(same, rng.uniform(0.2, 0.9, 600), rng.uniform(1.2, 2.0, 600))
+    result = kfold_accuracy(clean, same, folds)
+    assert result["mean"] == 1.0 and all(0.9 <= t < 1.2 for t in result["thresholds"])
+    assert roc_auc(clean, same) == 1.0
+    overlap = np.where(same, rng.normal(1.0, 0.3, 600), rng.normal(1.4, 0.3, 600))
+    noisy = verification_report(overlap, same, folds, 1e-3)
+    assert 0.6 < noisy["accuracy"]["mean"] < 0.9 and 0.6 < noisy["auc"] < 0.95
+    far = val_at_far(overlap, same, folds, 0.1)
+    assert far["far"] <= 0.2 and 0.0 < far["val"] < 1.0
+
+
+def test_squared_distance_of_normalised_embeddings() -> None:
+    a, b = np.array([[3.0, 0.0]]), np.array([[0.0, 5.0]])
+    assert math.isclose(squared_distance(a, b)[0], 2.0) and math.isclose(squared_distance(a, a)[0], 0.0)
+
+
+def write_lfw(root: Path, people: dict[str, int]) -> None:
+    for name, count in people.items():
+        (root / name).mkdir(parents=True)
+        for i in range(1, count + 1):
+            (root / name / f"{name}_{i:04d}.jpg").write_bytes(b"jpg")
+
+
+def test_pairs_file_with_a_missing_fold(tmp_path: Path) -> None:
+    write_lfw(tmp_path, {"Ann": 2, "Bob": 2, "Cy": 1})
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("2 1\nAnn 1 2\nAnn 1 Bob 1\nBob 1 2\nCy 1 Dee 1\n")  # fold 1 names a missing person
+    result = read_pairs(tmp_path, pairs)
+    assert result.folds_total == 2 and result.folds_used == [0] and len(result.pairs) == 2
+    assert [p.same for p in result.pairs] == [True, False]
+
+
+def test_pairs_built_from_a_folder(tmp_path: Path) -> None:
+    write_lfw(tmp_path, {"Ann": 3, "Bob": 2, "Cy": 1})
+    result = build_pairs(tmp_path, folds=10)
+    same = [p for p in result.pairs if p.same]
+    assert len(same) == 4 and len(result.pairs) - len(same) == 3  # 3 + 1 same; 3 distinct-people pairs
+    assert result.folds_total == 4
+
+
+def test_recognizer_on_real_faces(fresh_run) -> None:
+    """Trained MobileFaceNet on real photos, aligned by the real RetinaFace: same < different."""
+    metrics = json.loads((fresh_run("arcface-mobilefacenet") / "metrics.json").read_text())
+    v = metrics["verification"]
+    assert v["faces"] == "align" and v["no_face_found"] == {"float": 0, "quantized": 0}
+    assert v["float"]["auc"] >= 0.9, "trained weights must separate same from different people"
+    assert v["embedding_drift"]["cosine_between_different_faces"] < v["embedding_drift"]["cosine_mean"] - 0.3
+    if not v["is_lfw"]:
+        html = (fresh_run("arcface-mobilefacenet") / "report.html").read_text()
+        assert "not LFW" in html
+
+
+def test_unchanged_recipe_recomputes_no_embedding(fresh_run, tmp_path: Path) -> None:
+    fresh_run("arcface-mobilefacenet")  # fills the caches
+    run_dir = rkverify.run("arcface-mobilefacenet", reports_dir=tmp_path)
+    speed = json.loads((run_dir / "metrics.json").read_text())["verification"]["images_per_second"]
+    assert math.isnan(speed["float"]) and math.isnan(speed["simulator"]), "every embedding should come from the cache"
+
+
+LFW = PROJECT_ROOT.parent / "shared" / "lfw"
+
+
+@pytest.mark.skipif(not has_images(LFW), reason=f"no LFW images in {LFW} yet (its README says when they arrive)")
+def test_lfw_accuracy_float_vs_quantized(tmp_path: Path) -> None:
+    run_dir = rkverify.run("arcface-mobilefacenet", reports_dir=tmp_path)
+    v = json.loads((run_dir / "metrics.json").read_text())["verification"]
+    assert v["is_lfw"] and v["folds_used"]
+    assert v["float"]["accuracy"]["mean"] > 0.9
