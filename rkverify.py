@@ -25,10 +25,13 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
     return overrides
 
 
-def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Path = REPORTS_DIR) -> Path:
-    """Convert and verify one recipe; return the run directory."""
+def convert_all(recipe: str, overrides: dict[str, object] | None = None):
+    """Convert a recipe, and first the detector recipe it aligns faces with (if any).
+
+    Returns (loaded recipe, its artifacts, (detector recipe, detector artifacts) or None).
+    The detector is built in this process too: the simulator only runs in-process builds.
+    """
     from convert.pipeline import convert_recipe  # heavy imports after argument checks
-    from verify.evaluation import verify_artifacts
 
     loaded = load_recipe(recipe, overrides)
     verification = loaded.recipe.evaluate.verification
@@ -36,12 +39,18 @@ def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Pa
     detector_name = verification.detector if verification and verification.faces == "align" else align_with
     detector = None
     if detector_name:
-        # the detector is built in this process too: the simulator only runs in-process builds
         detector_recipe = load_recipe(detector_name)
         detector = (detector_recipe, convert_recipe(detector_recipe))
     if align_with:
         loaded = with_aligned_calibration(loaded, recipe, overrides or {}, detector)
-    artifacts = convert_recipe(loaded)
+    return loaded, convert_recipe(loaded), detector
+
+
+def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Path = REPORTS_DIR) -> Path:
+    """Convert and verify one recipe; return the run directory."""
+    from verify.evaluation import verify_artifacts
+
+    loaded, artifacts, detector = convert_all(recipe, overrides)
     try:
         return verify_artifacts(loaded, artifacts, reports_dir, detector)
     finally:
