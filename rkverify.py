@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -99,8 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     except RkverifyError as exc:
         print(f"rkverify: error: {exc}", file=sys.stderr)
         return 2
-    import json
-
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for gate in metrics["gates"]:
         status = "pass" if gate["passed"] else "FAIL"

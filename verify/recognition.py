@@ -70,7 +70,7 @@ def landmarks_of(path: Path, detector: Detector, cache: VectorCache) -> np.ndarr
     return cached if len(cached) else None
 
 
-def face_crops(paths: list[Path], cfg: Verification, size: tuple[int, int], detector: Detector | None,
+def face_crops(paths: list[Path], crop_fraction: float, size: tuple[int, int], detector: Detector | None,
                cache_dir: Path) -> tuple[dict[Path, np.ndarray], int]:
     """Aligned (or centre-cropped) BGR face per image; images without a detected face are centre-cropped."""
     crops, missed = {}, 0
@@ -81,7 +81,7 @@ def face_crops(paths: list[Path], cfg: Verification, size: tuple[int, int], dete
         points = landmarks_of(path, detector, cache) if detector and cache else None
         if points is None:
             missed += detector is not None
-            crops[path] = center_crop(bgr, cfg.center_crop_fraction, size)
+            crops[path] = center_crop(bgr, crop_fraction, size)
         else:
             crops[path] = align(bgr, points, size)
     if cache:
@@ -130,9 +130,9 @@ def verification_metrics(loaded: LoadedRecipe, float_runner: Runner, quant_runne
     size = recipe.input.height_width
     started = time.perf_counter()
 
-    float_crops, float_missed = face_crops(paths, cfg, size, float_detector, cache_dir)
+    float_crops, float_missed = face_crops(paths, cfg.center_crop_fraction, size, float_detector, cache_dir)
     if cfg.full_pipeline and quant_detector is not None:
-        quant_crops, quant_missed = face_crops(paths, cfg, size, quant_detector, cache_dir)
+        quant_crops, quant_missed = face_crops(paths, cfg.center_crop_fraction, size, quant_detector, cache_dir)
     else:
         quant_crops, quant_missed = float_crops, float_missed
     float_emb, float_raw, float_ips = embed_all(float_runner, recipe, float_crops, cfg.flip,
@@ -205,10 +205,11 @@ def aligned_calibration(loaded: LoadedRecipe, detector: Detector, calib_root: Pa
     """
     recipe = loaded.recipe
     calib = recipe.quantization.calibration
-    cfg = recipe.evaluate.verification or Verification.model_validate(
-        {"dataset": {"name": "-", "root": "-"}})  # only its centre-crop fallback is used here
+    crop_fraction = Verification.model_fields["center_crop_fraction"].default
+    if recipe.evaluate.verification is not None:
+        crop_fraction = recipe.evaluate.verification.center_crop_fraction
     photos = resolve_images(calib.images, loaded.path, "quantization.calibration.images")[: calib.size]
-    crops, _ = face_crops(photos, cfg, recipe.input.height_width, detector, cache_dir)
+    crops, _ = face_crops(photos, crop_fraction, recipe.input.height_width, detector, cache_dir)
     final = calib_root / f"{calib.name}-faces"
     with atomic_dir(final) as tmp:
         for index, (path, crop) in enumerate(crops.items()):
