@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from convert.recipe import PROJECT_ROOT
+from verify.report import render_index
 
 RECIPES = PROJECT_ROOT / "convert" / "recipes"
 
@@ -29,6 +30,7 @@ def fresh_run(tmp_path_factory: pytest.TempPathFactory):
             keep = PROJECT_ROOT / "reports" / name / run_dir.name
             if not keep.exists():
                 shutil.copytree(run_dir, keep)
+                render_index(PROJECT_ROOT / "reports")
             runs[name] = run_dir
         return runs[name]
 

@@ -23,8 +23,12 @@ from verify.compare import input_sensitivity, output_agreement
 from verify.gates import evaluate_gates, gate_dicts
 from verify.layers import run_accuracy_analysis
 from verify.recognition import Detector, verification_metrics
-from verify.report import draw_overlay, render_report
+from verify.history import compare_runs, runs_of
+from verify.report import draw_overlay, render_index, render_report
 from verify.runners import OnnxRuntimeRunner, RknnRunner, Runner
+
+
+REGRESSION_TOLERANCE = 0.005  # a cosine drop larger than this against the previous run is flagged
 
 
 def run_id(loaded: LoadedRecipe) -> str:
@@ -151,7 +155,12 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
         timings["total"] = round(time.perf_counter() - started + sum(artifacts.timings.values()), 3)
         metrics["timings_s"] = timings
         write_json_atomic(run_dir / "metrics.json", metrics)
+        earlier = runs_of(reports_dir, recipe.name)
+        if earlier:  # the previous run of this recipe is the baseline
+            metrics["comparison"] = compare_runs(run_dir, earlier[-1], REGRESSION_TOLERANCE)
+            write_json_atomic(run_dir / "metrics.json", metrics)
         render_report(run_dir)
+    render_index(reports_dir)
     return final
 
 

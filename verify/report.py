@@ -79,3 +79,12 @@ def render_report(run_dir: Path) -> Path:
     out = run_dir / "report.html"
     write_bytes_atomic(out, html.encode())
     return out
+
+
+def render_index(reports_dir: Path) -> Path:
+    """reports/index.html: every recipe, its latest status against its gates, links to each run."""
+    from verify.history import index_rows
+
+    out = reports_dir / "index.html"
+    write_bytes_atomic(out, TEMPLATES.get_template("index.html").render(rows=index_rows(reports_dir)).encode())
+    return out
