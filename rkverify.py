@@ -35,6 +35,11 @@ def convert_all(recipe: str, overrides: dict[str, object] | None = None):
     from convert.pipeline import convert_recipe  # heavy imports after argument checks
 
     loaded = load_recipe(recipe, overrides)
+    if loaded.recipe.target.runtime == "board":  # before any work: say what stops the board run
+        from convert.artifacts import tool_versions
+        from verify.board import preflight
+
+        preflight(loaded.recipe.target.device_id, tool_versions()["rknn-toolkit2"])
     verification = loaded.recipe.evaluate.verification
     align_with = loaded.recipe.quantization.calibration.align_with
     detector_name = verification.detector if verification and verification.faces == "align" else align_with
@@ -86,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument("recipe", help="recipe name (convert/recipes/<name>.yaml) or a path to a .yaml")
     run_cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                          help="override a recipe field, e.g. quantization.calibration.size=8")
+    run_cmd.add_argument("--target", metavar="PLATFORM", help="run the quantized model on this board (e.g. rk3588)")
+    run_cmd.add_argument("--device-id", help="adb serial of the board (see 'adb devices')")
     run_cmd.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where run folders go")
     render_cmd = sub.add_parser("render", help="re-render report.html of a run from its data")
     render_cmd.add_argument("run_dir", type=Path)
@@ -96,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
 
             print(render_report(args.run_dir))
             return 0
-        run_dir = run(args.recipe, parse_overrides(args.overrides), args.reports)
+        overrides = parse_overrides(args.overrides)
+        if args.target:
+            overrides |= {"target.platform": args.target, "target.runtime": "board", "target.device_id": args.device_id}
+        run_dir = run(args.recipe, overrides, args.reports)
     except RkverifyError as exc:
         print(f"rkverify: error: {exc}", file=sys.stderr)
         return 2

@@ -18,14 +18,15 @@ from convert.pipeline import Artifacts
 from convert.preprocess import PreparedImage, prepare, resolve_images
 from convert.progress import step
 from convert.recipe import LoadedRecipe, Recipe
+from convert.toolkit_log import toolkit_output_to
 from verify import detection
 from verify.compare import input_sensitivity, output_agreement
 from verify.gates import evaluate_gates, gate_dicts
+from verify.history import compare_runs, runs_of
 from verify.layers import run_accuracy_analysis
 from verify.recognition import Detector, verification_metrics
-from verify.history import compare_runs, runs_of
 from verify.report import draw_overlay, render_index, render_report
-from verify.runners import OnnxRuntimeRunner, RknnRunner, Runner
+from verify.runners import OnnxRuntimeRunner, RknnRunner, Runner, board_loader
 
 
 REGRESSION_TOLERANCE = 0.005  # a cosine drop larger than this against the previous run is flagged
@@ -149,6 +150,9 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
                                  "worst_single_cos": float(layers["single_cos_worst"].min()),
                                  "worst_entire_cos": float(layers["entire_cos_worst"].min()),
                                  "worst10": worst.to_dict(orient="records")}
+        if recipe.target.runtime == "board":
+            with step(f"quantized on board {recipe.target.device_id or ''}", timings):
+                metrics["board"] = board_metrics(artifacts, recipe, images, quant_out, log_file)
         gates = evaluate_gates(recipe.gates, metrics)
         metrics["gates"] = gate_dicts(gates)
         metrics["passed"] = all(g.passed for g in gates)
@@ -183,3 +187,18 @@ def detection_metrics(loaded: LoadedRecipe, images: list[PreparedImage], float_o
     foreground_cosine = {name: float(np.mean([fg[name]["cosine"] for fg in with_faces])) if with_faces else float("nan")
                          for name in foreground[0]}
     return detection.summarise(per_image) | {"foreground_cosine": foreground_cosine, "per_image": per_image}
+
+
+def board_metrics(artifacts: Artifacts, recipe: Recipe, images: list[PreparedImage],
+                  simulator_out: list[dict[str, np.ndarray]], log_file: Path) -> dict[str, Any]:
+    """The board column: board vs simulator per output, the board's time and memory."""
+    runner = RknnRunner(board_loader(artifacts.rknn.path, log_file), recipe.outputs, recipe.input.layout,
+                        log_file=log_file, target=recipe.target.platform, device_id=recipe.target.device_id)
+    with active(runner):
+        board_out, board_s = run_all(runner, images)
+        with toolkit_output_to(log_file):
+            perf = runner.rknn.eval_perf(is_print=False)
+            memory = runner.rknn.eval_memory(is_print=False)
+    per_image = [{n: output_agreement(s[n], b[n]) for n in recipe.outputs} for s, b in zip(simulator_out, board_out)]
+    return {"device_id": recipe.target.device_id, "outputs_vs_simulator": summarise_outputs(per_image),
+            "host_ms_per_image": round(board_s * 1e3, 2), "eval_perf": perf, "eval_memory": memory}

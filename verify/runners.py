@@ -81,3 +81,19 @@ class RknnRunner:
 
     def deactivate(self) -> None:
         self.rknn = None  # the owner of the build releases it
+
+
+def board_loader(rknn_path: Path, log_file: Path) -> Callable[[], Any]:
+    """A loader for the board: unlike the simulator, a board runs an exported .rknn."""
+
+    def load() -> Any:
+        from rknn.api import RKNN
+
+        with toolkit_output_to(log_file):
+            rknn = RKNN(verbose=True)
+            ret = rknn.load_rknn(str(rknn_path))
+        if ret != 0:
+            raise RuntimeError(f"load_rknn({rknn_path}) failed: {last_error(log_file)}")
+        return rknn
+
+    return load
