@@ -165,9 +165,9 @@ def verification_metrics(loaded: LoadedRecipe, float_runner: Runner, quant_runne
     cosines = np.array([float(np.dot(float_raw[p], quant_raw[p]) /
                               (np.linalg.norm(float_raw[p]) * np.linalg.norm(quant_raw[p]) + 1e-12)) for p in paths])
     norm_ratio = np.array([np.linalg.norm(quant_raw[p]) / (np.linalg.norm(float_raw[p]) + 1e-12) for p in paths])
-    different = [(a, b) for a, b in zip(paths, paths[1:])]
-    between_inputs = float(np.mean([np.dot(float_raw[a], float_raw[b]) / (np.linalg.norm(float_raw[a]) *
-                                    np.linalg.norm(float_raw[b]) + 1e-12) for a, b in different])) if different else float("nan")
+    different = [(p.first, p.second) for p in pair_set.pairs if not p.same]
+    between_people = float(np.mean([np.dot(float_raw[a], float_raw[b]) / (np.linalg.norm(float_raw[a]) *
+                                    np.linalg.norm(float_raw[b]) + 1e-12) for a, b in different]))
     metrics = {
         "dataset": dataset_name,
         "is_lfw": dataset_name.lower() == "lfw",
@@ -189,7 +189,7 @@ def verification_metrics(loaded: LoadedRecipe, float_runner: Runner, quant_runne
         "flipped_pairs": flipped_rows,
         "embedding_drift": {"cosine_mean": float(cosines.mean()), "cosine_p1": float(np.percentile(cosines, 1)),
                             "cosine_worst": float(cosines.min()), "norm_ratio_mean": float(norm_ratio.mean()),
-                            "cosine_between_different_faces": between_inputs},
+                            "cosine_between_different_faces": between_people},
         "images_per_second": {"float": float_ips, "simulator": quant_ips},
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
