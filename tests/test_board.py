@@ -76,8 +76,35 @@ def test_several_devices_with_one_chosen(fake_adb) -> None:
 
 def test_adb_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr("verify.board.adb_path", lambda: None)  # hide the toolkit's bundled adb too
     with pytest.raises(RkverifyError, match="adb is not on PATH"):
         preflight(None, "2.5.0")
+
+
+def test_toolkit_bundled_adb_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from verify.board import adb_path
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    found = adb_path()
+    assert found and found.endswith("platform-tools/adb/linux-x86_64/adb") and Path(found).is_file()
+
+
+def test_board_runner_without_a_board_fails_clearly(tmp_path: Path) -> None:
+    """The real toolkit and its own adb: with no board attached, init_runtime fails with one message."""
+    from convert.recipe import PROJECT_ROOT
+    from verify.runners import RknnRunner, board_loader
+
+    model = PROJECT_ROOT / "models" / "retinaface" / "retinaface-w8a8-rk3588.rknn"
+    if not model.is_file():
+        import rkverify
+
+        rkverify.run("retinaface", reports_dir=tmp_path / "reports")
+    log = tmp_path / "toolkit.log"
+    runner = RknnRunner(board_loader(model, log), ["loc", "conf", "landmarks"], "NCHW", log,
+                        target="rk3588", device_id="no-such-board")
+    with pytest.raises(RuntimeError, match="rknn-rk3588: init_runtime failed"):
+        runner.activate()
+    assert log.stat().st_size > 0
 
 
 def test_cli_board_run_stops_before_any_work(fake_adb, tmp_path: Path, capsys) -> None:

@@ -99,3 +99,21 @@ def test_parse_and_aggregate_error_analysis() -> None:
     row = agg[agg["layer"] == "/a/PRelu_output_0"].iloc[0]
     assert math.isclose(row["single_cos_worst"], 0.85) and math.isclose(row["single_cos_mean"], 0.9)
     assert list(agg["order"]) == [0, 1, 2] and isinstance(agg, pd.DataFrame)
+
+
+BOARD_SAMPLE = """
+layer_name                simulator_error                      runtime_error
+                        entire              single             entire              single_sim
+                      cos      euc        cos      euc        cos      euc        cos      euc
+---------------------------------------------------------------------------------------------
+[Input] data          1.00000 | 0.0       1.00000 | 0.0       1.00000 | 0.0       1.00000 | 0.0
+[Conv] 526            0.99717 | 11.871    0.99725 | 11.776    0.99100 | 14.200    0.99300 | 2.5000
+"""
+
+
+def test_board_columns_are_read_when_present() -> None:
+    table = parse_error_analysis(BOARD_SAMPLE)
+    assert table.loc[1, "single_sim_cos"] == 0.993 and table.loc[1, "board_entire_euc"] == 14.2
+    agg = aggregate([table])
+    assert agg.loc[1, "single_sim_cos_worst"] == 0.993 and agg.loc[1, "single_cos_worst"] == 0.99725
+    assert "single_sim_cos" not in parse_error_analysis(SAMPLE)

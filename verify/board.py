@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from convert.errors import RkverifyError
 
@@ -25,8 +26,25 @@ class BoardInfo:
     librknnrt_version: str
 
 
+def adb_path() -> str | None:
+    """adb on PATH, else the one rknn-toolkit2 bundles (rknn/3rdparty/platform-tools), else None."""
+    on_path = shutil.which("adb")
+    if on_path:
+        return on_path
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("rknn")
+    except ImportError:
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bundled = Path(spec.submodule_search_locations[0]) / "3rdparty" / "platform-tools" / "adb" / "linux-x86_64" / "adb"
+    return str(bundled) if bundled.is_file() else None
+
+
 def _adb(*args: str, timeout: float = 20) -> str:
-    done = subprocess.run(["adb", *args], capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run([adb_path() or "adb", *args], capture_output=True, text=True, timeout=timeout)
     return done.stdout
 
 
@@ -47,8 +65,8 @@ def connected_devices() -> dict[str, str]:
 
 def preflight(device_id: str | None, toolkit_version: str) -> BoardInfo:
     where, field = "target", "target.device_id"
-    if shutil.which("adb") is None:
-        raise RkverifyError(where, "target.runtime", "adb is not on PATH",
+    if adb_path() is None:
+        raise RkverifyError(where, "target.runtime", "adb is not on PATH (nor bundled with rknn-toolkit2)",
                             "install adb (Debian: apt-get install adb) or use target.runtime: simulator")
     devices = connected_devices()
     ready = [serial for serial, state in devices.items() if state == "device"]

@@ -141,14 +141,19 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
 
         k = min(recipe.evaluate.layer_analysis_images, len(images))
         with step(f"per-layer accuracy_analysis on {k} images", timings):
+            on_board = recipe.target.runtime == "board"
             layers = run_accuracy_analysis(artifacts.rknn.rknn, [im.pixels for im in images[:k]],
-                                           run_dir / "accuracy_analysis", run_dir / "toolkit.log") if k else None
+                                           run_dir / "accuracy_analysis", run_dir / "toolkit.log",
+                                           target=recipe.target.platform if on_board else None,
+                                           device_id=recipe.target.device_id) if k else None
         if layers is not None:
             layers.to_csv(run_dir / "layers.csv", index=False)
             worst = layers.nsmallest(10, "single_cos_worst")
             metrics["layers"] = {"count": len(layers), "images": k,
                                  "worst_single_cos": float(layers["single_cos_worst"].min()),
                                  "worst_entire_cos": float(layers["entire_cos_worst"].min()),
+                                 "worst_single_sim_cos": float(layers["single_sim_cos_worst"].min())
+                                 if "single_sim_cos_worst" in layers else None,
                                  "worst10": worst.to_dict(orient="records")}
         if recipe.target.runtime == "board":
             with step(f"quantized on board {recipe.target.device_id or ''}", timings):

@@ -13,9 +13,14 @@ import pandas as pd
 from convert.toolkit_log import ANSI, last_error, toolkit_output_to
 
 NUMBER = r"[-+\w.]+"
+# simulator columns; with a board (target=...) the toolkit adds runtime columns: entire
+# (golden vs board) and single_sim (this layer on the board vs the simulator)
 ROW = re.compile(rf"^\[(?P<op>[^\]]+)\]\s+(?P<layer>\S+)\s+(?P<entire_cos>{NUMBER})\s*\|\s*(?P<entire_euc>{NUMBER})"
-                 rf"\s+(?P<single_cos>{NUMBER})\s*\|\s*(?P<single_euc>{NUMBER})\s*$")
+                 rf"\s+(?P<single_cos>{NUMBER})\s*\|\s*(?P<single_euc>{NUMBER})"
+                 rf"(?:\s+(?P<board_entire_cos>{NUMBER})\s*\|\s*(?P<board_entire_euc>{NUMBER})"
+                 rf"\s+(?P<single_sim_cos>{NUMBER})\s*\|\s*(?P<single_sim_euc>{NUMBER}))?\s*$")
 METRICS = ("entire_cos", "entire_euc", "single_cos", "single_euc")
+BOARD_METRICS = ("board_entire_cos", "board_entire_euc", "single_sim_cos", "single_sim_euc")
 
 
 def parse_error_analysis(text: str) -> pd.DataFrame:
@@ -26,6 +31,8 @@ def parse_error_analysis(text: str) -> pd.DataFrame:
         if match:
             row: dict[str, Any] = {"order": len(rows), "op": match["op"], "layer": match["layer"]}
             row.update({k: float(match[k]) for k in METRICS})
+            if match["single_sim_cos"] is not None:
+                row.update({k: float(match[k]) for k in BOARD_METRICS})
             rows.append(row)
     if not rows:
         raise ValueError("no layer rows found in error_analysis.txt (format changed?)")
@@ -35,10 +42,10 @@ def parse_error_analysis(text: str) -> pd.DataFrame:
 def aggregate(tables: list[pd.DataFrame]) -> pd.DataFrame:
     """Mean and worst (min cosine, max euclidean) per layer over images; graph order kept."""
     stacked = pd.concat(tables, ignore_index=True)
+    metrics = [m for m in METRICS + BOARD_METRICS if m in stacked]
     grouped = stacked.groupby(["order", "layer", "op"], sort=True)
-    result = grouped[list(METRICS)].mean().add_suffix("_mean")
-    worst = grouped.agg(entire_cos_worst=("entire_cos", "min"), entire_euc_worst=("entire_euc", "max"),
-                        single_cos_worst=("single_cos", "min"), single_euc_worst=("single_euc", "max"))
+    result = grouped[metrics].mean().add_suffix("_mean")
+    worst = grouped.agg(**{f"{m}_worst": (m, "min" if m.endswith("_cos") else "max") for m in metrics})
     result = result.join(worst).reset_index()
     result["images"] = len(tables)
     return result

@@ -66,8 +66,11 @@ class RknnRunner:
 
     def activate(self) -> None:
         self.rknn = self.load()
-        with toolkit_output_to(self.log_file):
-            ret = self.rknn.init_runtime(target=self.target, device_id=self.device_id)
+        try:
+            with toolkit_output_to(self.log_file):
+                ret = self.rknn.init_runtime(target=self.target, device_id=self.device_id)
+        except Exception:  # the toolkit raises (e.g. RuntimeError from get_board_info) when no board answers
+            ret = -1
         if ret != 0:
             raise RuntimeError(f"{self.name}: init_runtime failed: {last_error(self.log_file)} (log: {self.log_file})")
 
