@@ -54,15 +54,16 @@ def convert_all(recipe: str, overrides: dict[str, object] | None = None):
 
 def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Path = REPORTS_DIR) -> Path:
     """Convert and verify one recipe; return the run directory."""
+    from convert.pipeline import release
     from verify.evaluation import verify_artifacts
 
     loaded, artifacts, detector = convert_all(recipe, overrides)
     try:
         return verify_artifacts(loaded, artifacts, reports_dir, detector)
     finally:
-        artifacts.rknn.rknn.release()
+        release(artifacts)
         if detector is not None:
-            detector[1].rknn.rknn.release()
+            release(detector[1])
 
 
 def with_aligned_calibration(loaded, recipe: str, overrides: dict[str, object], detector) -> LoadedRecipe:

@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from convert.artifacts import tool_versions, utc_now, write_json_atomic  # noqa: E402
+from convert.pipeline import release  # noqa: E402
 from convert.preprocess import prepare, prepare_array, read_bgr  # noqa: E402
 from convert.recipe import PROJECT_ROOT  # noqa: E402
 from rkverify import convert_all  # noqa: E402
@@ -77,7 +78,7 @@ def main() -> int:
                 lambda crop, r=runner: r.infer(prepare_array(crop, recipe.input, recipe.preprocess, Path("-")).pixels),
                 args.repeat)
     for built in (artifacts, detector_artifacts):
-        built.rknn.rknn.release()
+        release(built)
     out = PROJECT_ROOT / "reports" / "benchmarks" / "verification_speed.json"
     write_json_atomic(out, {"recipe": recipe.name, "dataset": dataset, "images": len(paths), "measured_at": utc_now(),
                             "tools": tool_versions(), "figures": figures})

@@ -17,12 +17,15 @@ from convert.source import obtain_source
 
 @dataclass
 class Artifacts:
+    """What convert produced; the RKNN objects stay live (the simulator needs in-process builds)."""
+
     source: Path
     source_sha256: str
     onnx: Path
     calibration_list: Path
     calibration: dict
     rknn: RknnBuild
+    fp16: RknnBuild | None  # unquantized build of the same graph, for stage attribution
     float_key: str  # what the float model's outputs depend on (for caches)
     quant_key: str  # what the quantized model's outputs depend on
     timings: dict[str, float] = field(default_factory=dict)
@@ -43,11 +46,22 @@ def convert_recipe(loaded: LoadedRecipe, models_dir: Path = PROJECT_ROOT / "mode
         quantized = recipe.quantization.dtype != FLOAT16
         build = build_rknn(loaded, onnx_path, sha256_file(source), list_file if quantized else None,
                            model_dir / f"{recipe.artifact_stem}.rknn")
+    fp16 = None
+    if quantized:
+        with step(f"rknn build float16 for {recipe.target.platform} (stage attribution)", timings):
+            fp16 = build_rknn(loaded, onnx_path, sha256_file(source), None,
+                              model_dir / f"{recipe.name}-{FLOAT16}-{recipe.target.platform}.rknn")
     calibration = calibration_manifest(list_file)
     float_key = sha256_file(onnx_path)
     quant_key = sha256_bytes(json.dumps([float_key, recipe.quantization.model_dump(mode="json"),
                                          recipe.target.platform, calibration["key"],
                                          tool_versions()["rknn-toolkit2"]]).encode())
     return Artifacts(source=source, source_sha256=sha256_file(source), onnx=onnx_path,
-                     calibration_list=list_file, calibration=calibration, rknn=build,
+                     calibration_list=list_file, calibration=calibration, rknn=build, fp16=fp16,
                      float_key=float_key, quant_key=quant_key, timings=timings)
+
+
+def release(artifacts: Artifacts) -> None:
+    for build in (artifacts.rknn, artifacts.fp16):
+        if build is not None:
+            build.rknn.release()

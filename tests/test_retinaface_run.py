@@ -63,3 +63,13 @@ def test_report_is_self_contained_and_re_renderable(retinaface_run: Path) -> Non
     assert len(re.findall(r'src="data:image/(png|jpeg);base64,', html)) == 2  # layer plot + boxes
     assert not re.search(r'(src|href)="(https?:)?//', html), "the report must not need the network"
     assert render_report(retinaface_run).read_text() == html
+
+
+def test_stage_attribution_names_quantization(retinaface_metrics: dict) -> None:
+    stages = retinaface_metrics["stages"]
+    compiler, quantization = stages["stages"]
+    assert compiler["to"].startswith("RKNN float16") and quantization["to"].startswith("RKNN w8a8")
+    # the fp16 compile keeps the float graph; the int8 step is where RetinaFace's loc drifts
+    assert compiler["outputs"]["loc"]["cosine"]["mean"] > 0.999
+    assert quantization["cosine_loss"] > compiler["cosine_loss"]
+    assert stages["drift_starts_at"] == quantization["to"]

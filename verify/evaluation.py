@@ -113,6 +113,12 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
                 float_out, float_s = run_all(float_runner, images)
             with step(f"quantized on the RKNN simulator, {len(images)} inputs", timings):
                 quant_out, quant_s = run_all(quant_runner, images)
+            fp16_out = None
+            if artifacts.fp16 is not None:
+                fp16_runner = RknnRunner(lambda: artifacts.fp16.rknn, recipe.outputs, recipe.input.layout,
+                                         log_file=log_file)
+                with step(f"float16 build on the RKNN simulator, {len(images)} inputs", timings), active(fp16_runner):
+                    fp16_out, _ = run_all(fp16_runner, images)
 
         per_image = [{n: output_agreement(f[n], q[n]) for n in recipe.outputs} for f, q in zip(float_out, quant_out)]
         metrics: dict[str, Any] = {
@@ -134,6 +140,8 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
                       "simulator_ms_per_image": round(quant_s * 1e3, 2)},
         }
 
+        if fp16_out is not None:
+            metrics["stages"] = stage_attribution(recipe, float_out, fp16_out, quant_out)
         if verification is not None:
             metrics["verification"] = verification
         if recipe.evaluate.task == "detection":
@@ -207,3 +215,21 @@ def board_metrics(artifacts: Artifacts, recipe: Recipe, images: list[PreparedIma
     per_image = [{n: output_agreement(s[n], b[n]) for n in recipe.outputs} for s, b in zip(simulator_out, board_out)]
     return {"device_id": recipe.target.device_id, "outputs_vs_simulator": summarise_outputs(per_image),
             "host_ms_per_image": round(board_s * 1e3, 2), "eval_perf": perf, "eval_memory": memory}
+
+
+def stage_attribution(recipe: Recipe, float_out: list[dict], fp16_out: list[dict],
+                      quant_out: list[dict]) -> dict[str, Any]:
+    """Agreement of each neighbouring stage: ONNX float32 -> RKNN float16 -> RKNN quantized.
+
+    The stage that loses the most cosine (worst output) is where the drift starts.
+    """
+    chain = [("ONNX Runtime float32", float_out), ("RKNN float16 (compiler, no quantization)", fp16_out),
+             (f"RKNN {recipe.quantization.dtype} (quantization)", quant_out)]
+    stages = []
+    for (before, a), (after, b) in zip(chain, chain[1:]):
+        per_image = [{n: output_agreement(x[n], y[n]) for n in recipe.outputs} for x, y in zip(a, b)]
+        outputs = summarise_outputs(per_image)
+        stages.append({"from": before, "to": after, "outputs": outputs,
+                       "cosine_loss": max(1 - o["cosine"]["mean"] for o in outputs.values())})
+    worst = max(stages, key=lambda st: st["cosine_loss"])
+    return {"stages": stages, "drift_starts_at": worst["to"]}
