@@ -117,3 +117,15 @@ def test_board_columns_are_read_when_present() -> None:
     agg = aggregate([table])
     assert agg.loc[1, "single_sim_cos_worst"] == 0.993 and agg.loc[1, "single_cos_worst"] == 0.99725
     assert "single_sim_cos" not in parse_error_analysis(SAMPLE)
+
+
+def test_a_gate_on_an_unmeasured_figure_fails() -> None:
+    from convert.recipe import Gates
+    from verify.gates import evaluate_gates
+
+    metrics = {"outputs": {"y": {"cosine": {"mean": 0.995}, "sqnr_db": {"mean": 30.0}}}}
+    results = {r.gate: r for r in evaluate_gates(Gates(min_output_cosine=0.99, min_worst_layer_cosine=0.9,
+                                                       max_accuracy_drop=0.01), metrics)}
+    assert results["min_output_cosine"].passed
+    assert not results["min_worst_layer_cosine"].passed and math.isnan(results["min_worst_layer_cosine"].value)
+    assert not results["max_accuracy_drop"].passed

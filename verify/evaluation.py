@@ -106,8 +106,8 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
                 images = faces[: recipe.evaluate.count]
             else:
                 with step("prepare eval images", timings):
-                    paths = resolve_images(recipe.evaluate.images, loaded.path, "evaluate.images")[: recipe.evaluate.count]
-                    images = [prepare(p, recipe.input, recipe.preprocess) for p in paths]
+                    found = resolve_images(recipe.evaluate.images, loaded.path, "evaluate.images")
+                    images = [prepare(p, recipe.input, recipe.preprocess) for p in found[: recipe.evaluate.count]]
             paths = [im.path for im in images]
             with step(f"float on ONNX Runtime, {len(images)} inputs", timings):
                 float_out, float_s = run_all(float_runner, images)
@@ -115,8 +115,8 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
                 quant_out, quant_s = run_all(quant_runner, images)
             fp16_out = None
             if artifacts.fp16 is not None:
-                fp16_runner = RknnRunner(lambda: artifacts.fp16.rknn, recipe.outputs, recipe.input.layout,
-                                         log_file=log_file)
+                fp16 = artifacts.fp16.rknn
+                fp16_runner = RknnRunner(lambda: fp16, recipe.outputs, recipe.input.layout, log_file=log_file)
                 with step(f"float16 build on the RKNN simulator, {len(images)} inputs", timings), active(fp16_runner):
                     fp16_out, _ = run_all(fp16_runner, images)
 
@@ -148,21 +148,9 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
             metrics["detection"] = detection_metrics(loaded, images, float_out, quant_out, run_dir)
 
         k = min(recipe.evaluate.layer_analysis_images, len(images))
-        with step(f"per-layer accuracy_analysis on {k} images", timings):
-            on_board = recipe.target.runtime == "board"
-            layers = run_accuracy_analysis(artifacts.rknn.rknn, [im.pixels for im in images[:k]],
-                                           run_dir / "accuracy_analysis", run_dir / "toolkit.log",
-                                           target=recipe.target.platform if on_board else None,
-                                           device_id=recipe.target.device_id) if k else None
-        if layers is not None:
-            layers.to_csv(run_dir / "layers.csv", index=False)
-            worst = layers.nsmallest(10, "single_cos_worst")
-            metrics["layers"] = {"count": len(layers), "images": k,
-                                 "worst_single_cos": float(layers["single_cos_worst"].min()),
-                                 "worst_entire_cos": float(layers["entire_cos_worst"].min()),
-                                 "worst_single_sim_cos": float(layers["single_sim_cos_worst"].min())
-                                 if "single_sim_cos_worst" in layers else None,
-                                 "worst10": worst.to_dict(orient="records")}
+        if k:
+            with step(f"per-layer accuracy_analysis on {k} images", timings):
+                metrics["layers"] = layer_metrics(artifacts, recipe, images[:k], run_dir, log_file)
         if recipe.target.runtime == "board":
             with step(f"quantized on board {recipe.target.device_id or ''}", timings):
                 metrics["board"] = board_metrics(artifacts, recipe, images, quant_out, log_file)
@@ -215,6 +203,21 @@ def board_metrics(artifacts: Artifacts, recipe: Recipe, images: list[PreparedIma
     per_image = [{n: output_agreement(s[n], b[n]) for n in recipe.outputs} for s, b in zip(simulator_out, board_out)]
     return {"device_id": recipe.target.device_id, "outputs_vs_simulator": summarise_outputs(per_image),
             "host_ms_per_image": round(board_s * 1e3, 2), "eval_perf": perf, "eval_memory": memory}
+
+
+def layer_metrics(artifacts: Artifacts, recipe: Recipe, images: list[PreparedImage], run_dir: Path,
+                  log_file: Path) -> dict[str, Any]:
+    """accuracy_analysis on `images` (on the board too when the recipe targets one); writes layers.csv."""
+    on_board = recipe.target.runtime == "board"
+    layers = run_accuracy_analysis(artifacts.rknn.rknn, [im.pixels for im in images], run_dir / "accuracy_analysis",
+                                   log_file, target=recipe.target.platform if on_board else None,
+                                   device_id=recipe.target.device_id)
+    layers.to_csv(run_dir / "layers.csv", index=False)
+    return {"count": len(layers), "images": len(images),
+            "worst_single_cos": float(layers["single_cos_worst"].min()),
+            "worst_entire_cos": float(layers["entire_cos_worst"].min()),
+            "worst_single_sim_cos": float(layers["single_sim_cos_worst"].min()) if on_board else None,
+            "worst10": layers.nsmallest(10, "single_cos_worst").to_dict(orient="records")}
 
 
 def stage_attribution(recipe: Recipe, float_out: list[dict], fp16_out: list[dict],

@@ -47,7 +47,10 @@ def evaluate_gates(gates: Gates, metrics: dict[str, Any]) -> list[GateResult]:
         if threshold is None:
             continue
         label, read = GATE_METRICS[name]
-        value = float(read(metrics))
+        try:
+            value = float(read(metrics))
+        except KeyError:  # the run did not measure it (e.g. layer_analysis_images: 0): the gate fails
+            value = float("nan")
         within = value <= threshold if name.startswith("max_") else value >= threshold
         results.append(GateResult(gate=name, metric=label, value=value, threshold=threshold,
                                   passed=not math.isnan(value) and within))
