@@ -5,12 +5,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from convert.errors import RkverifyError
 from convert.progress import step
 from convert.recipe import PROJECT_ROOT, LoadedRecipe, load_recipe
+
+if TYPE_CHECKING:  # onnx/onnxsim and friends load only when a run starts
+    from convert.pipeline import Artifacts
 
 REPORTS_DIR = PROJECT_ROOT / "reports"
 
@@ -26,7 +30,8 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
     return overrides
 
 
-def convert_all(recipe: str, overrides: dict[str, object] | None = None):
+def convert_all(recipe: str, overrides: dict[str, object] | None = None
+                ) -> tuple[LoadedRecipe, Artifacts, tuple[LoadedRecipe, Artifacts] | None]:
     """Convert a recipe, and first the detector recipe it aligns faces with (if any).
 
     Returns (loaded recipe, its artifacts, (detector recipe, detector artifacts) or None).
@@ -66,12 +71,13 @@ def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Pa
             release(detector[1])
 
 
-def with_aligned_calibration(loaded, recipe: str, overrides: dict[str, object], detector) -> LoadedRecipe:
+def with_aligned_calibration(loaded: LoadedRecipe, recipe: str, overrides: dict[str, object],
+                             detector: tuple[LoadedRecipe, Artifacts]) -> LoadedRecipe:
     """The recipe with its calibration photos replaced by their aligned faces."""
     from verify.evaluation import detectors
     from verify.recognition import aligned_calibration
 
-    detector_recipe, detector_artifacts = detector
+    _, detector_artifacts = detector
     float_detector, _ = detectors(detector, detector_artifacts.rknn.path.with_suffix(".log"))
     float_detector.runner.activate()
     try:

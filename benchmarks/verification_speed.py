@@ -18,13 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from convert.artifacts import tool_versions, utc_now, write_json_atomic  # noqa: E402
 from convert.pipeline import release  # noqa: E402
-from convert.preprocess import prepare, prepare_array, read_bgr  # noqa: E402
+from convert.preprocess import prepare_array, read_bgr  # noqa: E402
 from convert.recipe import PROJECT_ROOT  # noqa: E402
 from rkverify import convert_all  # noqa: E402
-from verify import detection  # noqa: E402
-from verify.align import align, main_face  # noqa: E402
+from verify.align import align  # noqa: E402
 from verify.evaluation import active, detectors, rknn_runner  # noqa: E402
-from verify.recognition import choose_pairs  # noqa: E402
+from verify.recognition import choose_pairs, main_face_landmarks  # noqa: E402
 from verify.runners import OnnxRuntimeRunner, Runner  # noqa: E402
 
 
@@ -57,19 +56,15 @@ def main() -> int:
     log = PROJECT_ROOT / "reports" / "benchmarks" / "toolkit.log"
     float_det, quant_det = detectors(detector, log)
     float_rec = OnnxRuntimeRunner(artifacts.onnx, recipe.input, recipe.preprocess)
-    quant_rec = rknn_runner(artifacts, recipe, log)
-    det = detector_loaded.recipe
+    quant_rec = rknn_runner(artifacts.rknn, recipe, log)
     figures = {}
     crops = []
     with active(float_det.runner, quant_det.runner, float_rec, quant_rec):
         for d in (float_det, quant_det):
             def align_one(path: Path, d=d) -> None:
-                image = prepare(path, det.input, det.preprocess)
-                faces = detection.decode(d.runner.infer(image.pixels), det.outputs, det.evaluate.detection,
-                                         det.input.height_width, image.scale)
-                index = main_face(faces)
-                if index is not None and d is float_det:
-                    crops.append(align(read_bgr(path), faces.landmarks[index], recipe.input.height_width))
+                points = main_face_landmarks(path, d)
+                if points is not None and d is float_det:
+                    crops.append(align(read_bgr(path), points, recipe.input.height_width))
             figures[f"detect+align {d.runner.name}"] = timed(f"detect+align ({d.runner.name})", d.runner, paths,
                                                                align_one, 1)
         for runner in (float_rec, quant_rec):

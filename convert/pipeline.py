@@ -38,25 +38,26 @@ def convert_recipe(loaded: LoadedRecipe, models_dir: Path = PROJECT_ROOT / "mode
     model_dir = models_dir / recipe.name
     with step("obtain source model", timings):
         source = obtain_source(loaded, models_dir)
+        source_sha256 = sha256_file(source)
     with step("canonical float ONNX (fixed shape, onnxsim)", timings):
         onnx_path = prepare_onnx(source, loaded, model_dir / f"{recipe.name}.onnx")
     with step("calibration set", timings):
         list_file = build_calibration_set(loaded, calib_dir)
     with step(f"rknn build {recipe.quantization.dtype} for {recipe.target.platform}", timings):
         quantized = recipe.quantization.dtype != FLOAT16
-        build = build_rknn(loaded, onnx_path, sha256_file(source), list_file if quantized else None,
+        build = build_rknn(loaded, onnx_path, source_sha256, list_file if quantized else None,
                            model_dir / f"{recipe.artifact_stem}.rknn")
     fp16 = None
     if quantized:
         with step(f"rknn build float16 for {recipe.target.platform} (stage attribution)", timings):
-            fp16 = build_rknn(loaded, onnx_path, sha256_file(source), None,
+            fp16 = build_rknn(loaded, onnx_path, source_sha256, None,
                               model_dir / f"{recipe.name}-{FLOAT16}-{recipe.target.platform}.rknn")
     calibration = calibration_manifest(list_file)
     float_key = sha256_file(onnx_path)
     quant_key = sha256_bytes(json.dumps([float_key, recipe.quantization.model_dump(mode="json"),
                                          recipe.target.platform, calibration["key"],
                                          tool_versions()["rknn-toolkit2"]]).encode())
-    return Artifacts(source=source, source_sha256=sha256_file(source), onnx=onnx_path,
+    return Artifacts(source=source, source_sha256=source_sha256, onnx=onnx_path,
                      calibration_list=list_file, calibration=calibration, rknn=build, fp16=fp16,
                      float_key=float_key, quant_key=quant_key, timings=timings)
 

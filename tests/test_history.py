@@ -20,8 +20,8 @@ def copy_run(run: Path, reports: Path, run_id: str) -> Path:
 def test_a_degraded_run_is_flagged_against_its_baseline(retinaface_run: Path, tmp_path: Path) -> None:
     baseline = copy_run(retinaface_run, tmp_path, "20260101T000000Z-base")
     current = copy_run(retinaface_run, tmp_path, "20260102T000000Z-new")
-    assert not compare_runs(current, baseline, 0.005)["regressed"]
     metrics = json.loads((current / "metrics.json").read_text())
+    assert not compare_runs(metrics, current, baseline, 0.005)["regressed"]
     metrics["outputs"]["conf"]["cosine"]["mean"] -= 0.02
     metrics["passed"] = False
     metrics["gates"][0]["passed"] = False
@@ -29,7 +29,7 @@ def test_a_degraded_run_is_flagged_against_its_baseline(retinaface_run: Path, tm
     layers = pd.read_csv(current / "layers.csv")
     layers.loc[5, "single_cos_worst"] -= 0.1
     layers.to_csv(current / "layers.csv", index=False)
-    result = compare_runs(current, baseline, 0.005)
+    result = compare_runs(metrics, current, baseline, 0.005)
     assert result["regressed"] and result["outputs"]["conf"]["regressed"] and not result["outputs"]["loc"]["regressed"]
     assert [l["layer"] for l in result["regressed_layers"]] == [layers.loc[5, "layer"]]
 

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from convert.artifacts import atomic_dir, tool_versions, utc_now, write_json_atomic
 from convert.pipeline import Artifacts
+from convert.rknn_build import RknnBuild
 from convert.preprocess import PreparedImage, prepare, resolve_images
 from convert.progress import step
 from convert.recipe import LoadedRecipe, Recipe
@@ -59,8 +60,9 @@ def active(*runners: Runner | None) -> Iterator[None]:
             runner.deactivate()
 
 
-def rknn_runner(artifacts: Artifacts, recipe: Recipe, log_file: Path) -> RknnRunner:
-    return RknnRunner(lambda: artifacts.rknn.rknn, recipe.outputs, recipe.input.layout, log_file=log_file)
+def rknn_runner(build: RknnBuild, recipe: Recipe, log_file: Path) -> RknnRunner:
+    """Simulator runner of an in-process build."""
+    return RknnRunner(lambda: build.rknn, recipe.outputs, recipe.input.layout, log_file=log_file)
 
 
 def detectors(detector: tuple[LoadedRecipe, Artifacts] | None, log_file: Path) -> tuple[Detector | None, Detector | None]:
@@ -70,7 +72,7 @@ def detectors(detector: tuple[LoadedRecipe, Artifacts] | None, log_file: Path) -
     recipe = loaded.recipe
     float_runner = OnnxRuntimeRunner(artifacts.onnx, recipe.input, recipe.preprocess)
     return (Detector(recipe, float_runner, artifacts.float_key),
-            Detector(recipe, rknn_runner(artifacts, recipe, log_file), artifacts.quant_key))
+            Detector(recipe, rknn_runner(artifacts.rknn, recipe, log_file), artifacts.quant_key))
 
 
 def summarise_outputs(per_image: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:
@@ -94,7 +96,7 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
     with atomic_dir(final) as run_dir:
         log_file = run_dir / "toolkit.log"
         float_runner = OnnxRuntimeRunner(artifacts.onnx, recipe.input, recipe.preprocess)
-        quant_runner = rknn_runner(artifacts, recipe, log_file)
+        quant_runner = rknn_runner(artifacts.rknn, recipe, log_file)
         float_detector, quant_detector = detectors(detector, log_file)
         verification = None
         with active(float_runner, quant_runner, *(d.runner for d in (float_detector, quant_detector) if d)):
@@ -115,8 +117,7 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
                 quant_out, quant_s = run_all(quant_runner, images)
             fp16_out = None
             if artifacts.fp16 is not None:
-                fp16 = artifacts.fp16.rknn
-                fp16_runner = RknnRunner(lambda: fp16, recipe.outputs, recipe.input.layout, log_file=log_file)
+                fp16_runner = rknn_runner(artifacts.fp16, recipe, log_file)
                 with step(f"float16 build on the RKNN simulator, {len(images)} inputs", timings), active(fp16_runner):
                     fp16_out, _ = run_all(fp16_runner, images)
 
@@ -159,11 +160,10 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
         metrics["passed"] = all(g.passed for g in gates)
         timings["total"] = round(time.perf_counter() - started + sum(artifacts.timings.values()), 3)
         metrics["timings_s"] = timings
-        write_json_atomic(run_dir / "metrics.json", metrics)
         earlier = runs_of(reports_dir, recipe.name)
         if earlier:  # the previous run of this recipe is the baseline
-            metrics["comparison"] = compare_runs(run_dir, earlier[-1], REGRESSION_TOLERANCE)
-            write_json_atomic(run_dir / "metrics.json", metrics)
+            metrics["comparison"] = compare_runs(metrics, run_dir, earlier[-1], REGRESSION_TOLERANCE)
+        write_json_atomic(run_dir / "metrics.json", metrics)
         render_report(run_dir)
     render_index(reports_dir)
     return final

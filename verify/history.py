@@ -14,9 +14,11 @@ def runs_of(reports_dir: Path, recipe: str) -> list[Path]:
     return sorted(p for p in folder.iterdir() if (p / "metrics.json").is_file()) if folder.is_dir() else []
 
 
-def compare_runs(current: Path, baseline: Path, tolerance: float) -> dict[str, Any]:
-    """Per-output and per-layer cosine deltas (current - baseline); drops beyond `tolerance` flagged."""
-    now = json.loads((current / "metrics.json").read_text())
+def compare_runs(now: dict[str, Any], current: Path, baseline: Path, tolerance: float) -> dict[str, Any]:
+    """Per-output and per-layer cosine deltas (current - baseline); drops beyond `tolerance` flagged.
+
+    `now` is the current run's metrics; `current` its folder (for layers.csv).
+    """
     then = json.loads((baseline / "metrics.json").read_text())
     outputs = {}
     for name, figures in now["outputs"].items():

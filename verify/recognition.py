@@ -21,6 +21,7 @@ from convert.recipe import PROJECT_ROOT, LoadedRecipe, Recipe, Verification
 from verify import detection
 from verify.align import align, center_crop, main_face
 from verify.cache import VectorCache
+from verify.compare import cosine
 from verify.lfw import PairSet, build_pairs, has_images, read_pairs
 from verify.runners import Runner
 from verify.verification_metrics import accuracy_at, best_threshold, squared_distance, verification_report
@@ -60,14 +61,20 @@ def landmarks_of(path: Path, detector: Detector, cache: VectorCache) -> np.ndarr
     key = sha256_file(path)
     cached = cache.get(key)
     if cached is None:
-        det = detector.recipe
-        image = prepare(path, det.input, det.preprocess)
-        faces = detection.decode(detector.runner.infer(image.pixels), det.outputs, det.evaluate.detection,
-                                 det.input.height_width, image.scale)
-        index = main_face(faces)
-        cached = faces.landmarks[index] if index is not None else np.zeros((0, 2))
+        found = main_face_landmarks(path, detector)
+        cached = found if found is not None else np.zeros((0, 2))
         cache.put(key, cached)
     return cached if len(cached) else None
+
+
+def main_face_landmarks(path: Path, detector: Detector) -> np.ndarray | None:
+    """The 5 landmarks of the largest face the detector finds in `path`, None when it finds none."""
+    det = detector.recipe
+    image = prepare(path, det.input, det.preprocess)
+    faces = detection.decode(detector.runner.infer(image.pixels), det.outputs, det.evaluate.detection,
+                             det.input.height_width, image.scale)
+    index = main_face(faces)
+    return faces.landmarks[index] if index is not None else None
 
 
 def face_crops(paths: list[Path], crop_fraction: float, size: tuple[int, int], detector: Detector | None,
@@ -162,12 +169,10 @@ def verification_metrics(loaded: LoadedRecipe, float_runner: Runner, quant_runne
                              "same": bool(pair.same), "float_distance": float(float_dist[i]),
                              "quantized_distance": float(quant_dist[i]), "thumbnails": names})
 
-    cosines = np.array([float(np.dot(float_raw[p], quant_raw[p]) /
-                              (np.linalg.norm(float_raw[p]) * np.linalg.norm(quant_raw[p]) + 1e-12)) for p in paths])
+    cosines = np.array([cosine(float_raw[p], quant_raw[p]) for p in paths])
     norm_ratio = np.array([np.linalg.norm(quant_raw[p]) / (np.linalg.norm(float_raw[p]) + 1e-12) for p in paths])
     different = [(p.first, p.second) for p in pair_set.pairs if not p.same]
-    between_people = float(np.mean([np.dot(float_raw[a], float_raw[b]) / (np.linalg.norm(float_raw[a]) *
-                                    np.linalg.norm(float_raw[b]) + 1e-12) for a, b in different]))
+    between_people = float(np.mean([cosine(float_raw[a], float_raw[b]) for a, b in different]))
     metrics = {
         "dataset": dataset_name,
         "is_lfw": dataset_name.lower() == "lfw",
