@@ -83,7 +83,7 @@ def with_aligned_calibration(loaded: LoadedRecipe, recipe: str, overrides: dict[
     try:
         with step("align calibration faces", None):
             folder = aligned_calibration(loaded, float_detector, PROJECT_ROOT / "calib_data",
-                                         detector_artifacts.source.parent.parent / "cache")
+                                         detector_artifacts.model_dir / "cache")
     finally:
         float_detector.runner.deactivate()
     images = [{"dir": str(folder), "glob": "*.png"}]

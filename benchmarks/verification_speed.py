@@ -55,7 +55,7 @@ def main() -> int:
     paths = sorted({p.first for p in pairs.pairs} | {p.second for p in pairs.pairs})
     log = PROJECT_ROOT / "reports" / "benchmarks" / "toolkit.log"
     float_det, quant_det = detectors(detector, log)
-    float_rec = OnnxRuntimeRunner(artifacts.onnx, recipe.input, recipe.preprocess)
+    float_rec = OnnxRuntimeRunner(artifacts.onnx, recipe.model_input, recipe.preprocess)
     quant_rec = rknn_runner(artifacts.rknn, recipe, log)
     figures = {}
     crops = []
@@ -64,13 +64,13 @@ def main() -> int:
             def align_one(path: Path, d=d) -> None:
                 points = main_face_landmarks(path, d)
                 if points is not None and d is float_det:
-                    crops.append(align(read_bgr(path), points, recipe.input.height_width))
+                    crops.append(align(read_bgr(path), points, recipe.model_input.height_width))
             figures[f"detect+align {d.runner.name}"] = timed(f"detect+align ({d.runner.name})", d.runner, paths,
                                                                align_one, 1)
         for runner in (float_rec, quant_rec):
             figures[f"embed {runner.name}"] = timed(
                 f"embed ({runner.name})", runner, crops,
-                lambda crop, r=runner: r.infer(prepare_array(crop, recipe.input, recipe.preprocess, Path("-")).pixels),
+                lambda crop, r=runner: r.infer(prepare_array(crop, recipe.model_input, recipe.preprocess, Path("-")).pixels),
                 args.repeat)
     for built in (artifacts, detector_artifacts):
         release(built)

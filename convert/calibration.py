@@ -19,7 +19,7 @@ MANIFEST = "manifest.json"
 def calibration_key(images: list[Path], loaded: LoadedRecipe) -> str:
     recipe = loaded.recipe
     parts = [sha256_file(p) for p in images]
-    parts.append(recipe.input.model_dump_json())
+    parts.append(recipe.model_input.model_dump_json())
     parts.append(recipe.preprocess.model_dump_json())
     return sha256_bytes("\n".join(parts).encode())
 
@@ -38,13 +38,12 @@ def build_calibration_set(loaded: LoadedRecipe, calib_root: Path) -> Path:
     with atomic_dir(final) as tmp:
         entries = []
         for index, path in enumerate(tqdm(chosen, desc="calibration set", unit="img", leave=False)):
-            pixels = prepare(path, recipe.input, recipe.preprocess).pixels
+            # model input (always NCHW, which is also how rknn-toolkit2 reads calibration .npy)
+            pixels = prepare(path, recipe.model_input, recipe.preprocess).pixels
             if float(pixels.std()) < 1.0:
                 raise RkverifyError(path, "quantization.calibration.images",
                                     "image is blank (constant pixels) and would skew calibration",
                                     "remove it from the calibration folder")
-            if recipe.input.layout == "NHWC":  # rknn-toolkit2 reads calibration .npy as NCHW
-                pixels = pixels.transpose(0, 3, 1, 2)
             name = f"{index:04d}_{path.stem}.npy"
             np.save(tmp / name, pixels)
             entries.append({"file": name, "image": str(path), "sha256": sha256_file(path)})

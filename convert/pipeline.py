@@ -6,25 +6,31 @@ from pathlib import Path
 
 import json
 
+import numpy as np
+
 from convert.artifacts import sha256_bytes, sha256_file, tool_versions
 from convert.calibration import build_calibration_set, calibration_manifest
+from convert.frontends import EXPORTER, check_against_native, source_to_onnx
 from convert.onnx_prep import prepare_onnx
 from convert.progress import step
 from convert.recipe import FLOAT16, PROJECT_ROOT, LoadedRecipe
 from convert.rknn_build import RknnBuild, build_rknn
-from convert.source import obtain_source
+from convert.source import SourceFiles, obtain_source
+
+NATIVE_CHECK_INPUTS = 4  # calibration inputs the frontend's ONNX is checked on against the framework
 
 
 @dataclass
 class Artifacts:
     """What convert produced; the RKNN objects stay live (the simulator needs in-process builds)."""
 
-    source: Path
-    source_sha256: str
+    model_dir: Path  # models/<recipe>/
+    source: SourceFiles
     onnx: Path
     calibration_list: Path
     calibration: dict
     rknn: RknnBuild
+    native_check: dict[str, float]  # worst cosine per output, framework vs ONNX ({} for ONNX sources)
     fp16: RknnBuild | None  # unquantized build of the same graph, for stage attribution
     float_key: str  # what the float model's outputs depend on (for caches)
     quant_key: str  # what the quantized model's outputs depend on
@@ -38,26 +44,36 @@ def convert_recipe(loaded: LoadedRecipe, models_dir: Path = PROJECT_ROOT / "mode
     model_dir = models_dir / recipe.name
     with step("obtain source model", timings):
         source = obtain_source(loaded, models_dir)
-        source_sha256 = sha256_file(source)
+    framework = recipe.source.framework
+    exporter = EXPORTER.get(framework)
+    raw_onnx = source.model
+    if exporter:
+        with step(f"{framework} -> ONNX ({exporter})", timings):
+            raw_onnx = source_to_onnx(loaded, source, model_dir / "source" / f"{recipe.name}.{framework}.onnx")
     with step("canonical float ONNX (fixed shape, onnxsim)", timings):
-        onnx_path = prepare_onnx(source, loaded, model_dir / f"{recipe.name}.onnx")
+        onnx_path = prepare_onnx(raw_onnx, loaded, model_dir / f"{recipe.name}.onnx")
     with step("calibration set", timings):
         list_file = build_calibration_set(loaded, calib_dir)
+    native_check: dict[str, float] = {}
+    if exporter:
+        with step(f"check the ONNX against {framework} on calibration inputs", timings):
+            inputs = [np.load(list_file.parent / line) for line in list_file.read_text().split()[:NATIVE_CHECK_INPUTS]]
+            native_check = check_against_native(loaded, source, onnx_path, inputs)
     with step(f"rknn build {recipe.quantization.dtype} for {recipe.target.platform}", timings):
         quantized = recipe.quantization.dtype != FLOAT16
-        build = build_rknn(loaded, onnx_path, source_sha256, list_file if quantized else None,
+        build = build_rknn(loaded, onnx_path, source.sha256, list_file if quantized else None,
                            model_dir / f"{recipe.artifact_stem}.rknn")
     fp16 = None
     if quantized:
         with step(f"rknn build float16 for {recipe.target.platform} (stage attribution)", timings):
-            fp16 = build_rknn(loaded, onnx_path, source_sha256, None,
+            fp16 = build_rknn(loaded, onnx_path, source.sha256, None,
                               model_dir / f"{recipe.name}-{FLOAT16}-{recipe.target.platform}.rknn")
     calibration = calibration_manifest(list_file)
     float_key = sha256_file(onnx_path)
     quant_key = sha256_bytes(json.dumps([float_key, recipe.quantization.model_dump(mode="json"),
                                          recipe.target.platform, calibration["key"],
                                          tool_versions()["rknn-toolkit2"]]).encode())
-    return Artifacts(source=source, source_sha256=source_sha256, onnx=onnx_path,
+    return Artifacts(model_dir=model_dir, source=source, onnx=onnx_path, native_check=native_check,
                      calibration_list=list_file, calibration=calibration, rknn=build, fp16=fp16,
                      float_key=float_key, quant_key=quant_key, timings=timings)
 

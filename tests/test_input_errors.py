@@ -25,7 +25,7 @@ def models_dir(tmp_path: Path) -> Path:
     loaded = load_recipe("retinaface")
     root = tmp_path / "models"
     source = obtain_source(loaded, root)
-    prepare_onnx(source, loaded, root / "retinaface" / "retinaface.onnx")
+    prepare_onnx(source.model, loaded, root / "retinaface" / "retinaface.onnx")
     return root
 
 

@@ -74,6 +74,13 @@ def test_unknown_recipe_lists_known_ones() -> None:
 
 
 def test_framework_without_a_frontend_is_refused(recipe_copy, capsys) -> None:
-    path = recipe_copy(lambda t: t.replace("framework: pytorch-onnx", "framework: mxnet"))
+    path = recipe_copy(lambda t: t.replace("framework: pytorch-onnx", "framework: caffe"))
     line = run_cli(path, capsys)
-    assert "[source.framework]" in line and "'mxnet'" in line and "'pytorch-onnx'" in line
+    assert "[source.framework]" in line and "'caffe'" in line and "'keras-pb'" in line and "'mxnet'" in line
+
+
+def test_nhwc_onnx_input_is_refused_before_the_toolkit_misreads_it(recipe_copy, capsys) -> None:
+    path = recipe_copy(lambda t: t.replace("shape: [1, 3, 640, 640]\n    layout: NCHW",
+                                           "shape: [1, 640, 640, 3]\n    layout: NHWC"))
+    line = run_cli(path, capsys)
+    assert "[inputs.0.layout]" in line and "reads pytorch-onnx inputs as NCHW" in line and "Fix:" in line

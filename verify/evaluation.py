@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from convert.artifacts import atomic_dir, tool_versions, utc_now, write_json_atomic
+from convert.frontends import native_runner
 from convert.pipeline import Artifacts
 from convert.rknn_build import RknnBuild
 from convert.preprocess import PreparedImage, prepare, resolve_images
@@ -62,7 +63,7 @@ def active(*runners: Runner | None) -> Iterator[None]:
 
 def rknn_runner(build: RknnBuild, recipe: Recipe, log_file: Path) -> RknnRunner:
     """Simulator runner of an in-process build."""
-    return RknnRunner(lambda: build.rknn, recipe.outputs, recipe.input.layout, log_file=log_file)
+    return RknnRunner(lambda: build.rknn, recipe.outputs, recipe.model_input.layout, log_file=log_file)
 
 
 def detectors(detector: tuple[LoadedRecipe, Artifacts] | None, log_file: Path) -> tuple[Detector | None, Detector | None]:
@@ -70,7 +71,7 @@ def detectors(detector: tuple[LoadedRecipe, Artifacts] | None, log_file: Path) -
         return None, None
     loaded, artifacts = detector
     recipe = loaded.recipe
-    float_runner = OnnxRuntimeRunner(artifacts.onnx, recipe.input, recipe.preprocess)
+    float_runner = OnnxRuntimeRunner(artifacts.onnx, recipe.model_input, recipe.preprocess)
     return (Detector(recipe, float_runner, artifacts.float_key),
             Detector(recipe, rknn_runner(artifacts.rknn, recipe, log_file), artifacts.quant_key))
 
@@ -95,7 +96,7 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
     final = reports_dir / recipe.name / ident
     with atomic_dir(final) as run_dir:
         log_file = run_dir / "toolkit.log"
-        float_runner = OnnxRuntimeRunner(artifacts.onnx, recipe.input, recipe.preprocess)
+        float_runner = OnnxRuntimeRunner(artifacts.onnx, recipe.model_input, recipe.preprocess)
         quant_runner = rknn_runner(artifacts.rknn, recipe, log_file)
         float_detector, quant_detector = detectors(detector, log_file)
         verification = None
@@ -104,17 +105,23 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
                 with step("face verification, float vs quantized", timings):
                     verification, faces = verification_metrics(
                         loaded, float_runner, quant_runner, float_detector, quant_detector,
-                        artifacts.float_key, artifacts.quant_key, artifacts.source.parent.parent / "cache", run_dir)
+                        artifacts.float_key, artifacts.quant_key, artifacts.model_dir / "cache", run_dir)
                 images = faces[: recipe.evaluate.count]
             else:
                 with step("prepare eval images", timings):
                     found = resolve_images(recipe.evaluate.images, loaded.path, "evaluate.images")
-                    images = [prepare(p, recipe.input, recipe.preprocess) for p in found[: recipe.evaluate.count]]
+                    images = [prepare(p, recipe.model_input, recipe.preprocess) for p in found[: recipe.evaluate.count]]
             paths = [im.path for im in images]
             with step(f"float on ONNX Runtime, {len(images)} inputs", timings):
                 float_out, float_s = run_all(float_runner, images)
             with step(f"quantized on the RKNN simulator, {len(images)} inputs", timings):
                 quant_out, quant_s = run_all(quant_runner, images)
+            native_out = None
+            native = native_runner(loaded, artifacts.source)
+            if native is not None:
+                with step(f"float on {native.name} (the source framework), {len(images)} inputs", timings), \
+                        active(native):
+                    native_out, _ = run_all(native, images)
             fp16_out = None
             if artifacts.fp16 is not None:
                 fp16_runner = rknn_runner(artifacts.fp16, recipe, log_file)
@@ -141,8 +148,15 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
                       "simulator_ms_per_image": round(quant_s * 1e3, 2)},
         }
 
-        if fp16_out is not None:
-            metrics["stages"] = stage_attribution(recipe, float_out, fp16_out, quant_out)
+        chain = [(f"{recipe.source.framework} (native {native.name})", native_out)] if native_out else []
+        chain += [("ONNX Runtime float32", float_out)]
+        chain += [("RKNN float16 (compiler, no quantization)", fp16_out)] if fp16_out else []
+        chain += [(f"RKNN {recipe.quantization.dtype} (quantization)", quant_out)]
+        if len(chain) > 2:
+            metrics["stages"] = stage_attribution(recipe, chain)
+        if artifacts.native_check:
+            metrics["frontend_check"] = {"framework": recipe.source.framework,
+                                         "worst_cosine_on_calibration_inputs": artifacts.native_check}
         if verification is not None:
             metrics["verification"] = verification
         if recipe.evaluate.task == "detection":
@@ -173,7 +187,7 @@ def detection_metrics(loaded: LoadedRecipe, images: list[PreparedImage], float_o
                       quant_out: list[dict], run_dir: Path) -> dict[str, Any]:
     recipe = loaded.recipe
     cfg = recipe.evaluate.detection
-    hw = recipe.input.height_width
+    hw = recipe.model_input.height_width
     per_image, foreground, decoded = [], [], []
     for image, f, q in zip(images, float_out, quant_out):
         ref = detection.decode(f, recipe.outputs, cfg, hw, image.scale)
@@ -193,7 +207,7 @@ def detection_metrics(loaded: LoadedRecipe, images: list[PreparedImage], float_o
 def board_metrics(artifacts: Artifacts, recipe: Recipe, images: list[PreparedImage],
                   simulator_out: list[dict[str, np.ndarray]], log_file: Path) -> dict[str, Any]:
     """The board column: board vs simulator per output, the board's time and memory."""
-    runner = RknnRunner(board_loader(artifacts.rknn.path, log_file), recipe.outputs, recipe.input.layout,
+    runner = RknnRunner(board_loader(artifacts.rknn.path, log_file), recipe.outputs, recipe.model_input.layout,
                         log_file=log_file, target=recipe.target.platform, device_id=recipe.target.device_id)
     with active(runner):
         board_out, board_s = run_all(runner, images)
@@ -220,14 +234,12 @@ def layer_metrics(artifacts: Artifacts, recipe: Recipe, images: list[PreparedIma
             "worst10": layers.nsmallest(10, "single_cos_worst").to_dict(orient="records")}
 
 
-def stage_attribution(recipe: Recipe, float_out: list[dict], fp16_out: list[dict],
-                      quant_out: list[dict]) -> dict[str, Any]:
-    """Agreement of each neighbouring stage: ONNX float32 -> RKNN float16 -> RKNN quantized.
+def stage_attribution(recipe: Recipe, chain: list[tuple[str, list[dict]]]) -> dict[str, Any]:
+    """Agreement of each neighbouring stage of `chain` (label, outputs per input), e.g.
+    native framework -> ONNX float32 -> RKNN float16 -> RKNN quantized.
 
     The stage that loses the most cosine (worst output) is where the drift starts.
     """
-    chain = [("ONNX Runtime float32", float_out), ("RKNN float16 (compiler, no quantization)", fp16_out),
-             (f"RKNN {recipe.quantization.dtype} (quantization)", quant_out)]
     stages = []
     for (before, a), (after, b) in zip(chain, chain[1:]):
         per_image = [{n: output_agreement(x[n], y[n]) for n in recipe.outputs} for x, y in zip(a, b)]

@@ -70,9 +70,9 @@ def landmarks_of(path: Path, detector: Detector, cache: VectorCache) -> np.ndarr
 def main_face_landmarks(path: Path, detector: Detector) -> np.ndarray | None:
     """The 5 landmarks of the largest face the detector finds in `path`, None when it finds none."""
     det = detector.recipe
-    image = prepare(path, det.input, det.preprocess)
+    image = prepare(path, det.model_input, det.preprocess)
     faces = detection.decode(detector.runner.infer(image.pixels), det.outputs, det.evaluate.detection,
-                             det.input.height_width, image.scale)
+                             det.model_input.height_width, image.scale)
     index = main_face(faces)
     return faces.landmarks[index] if index is not None else None
 
@@ -100,10 +100,10 @@ def embed_all(runner: Runner, recipe: Recipe, crops: dict[Path, np.ndarray], fli
               cache: VectorCache) -> tuple[dict[Path, np.ndarray], dict[Path, np.ndarray], float]:
     """(final embeddings, raw embeddings, images/s over computed ones); cached by crop content."""
     final, raw, computed, seconds = {}, {}, 0, 0.0
-    axis = 3 if recipe.input.layout == "NCHW" else 2
+    axis = 3 if recipe.model_input.layout == "NCHW" else 2
     output = recipe.outputs[0]
     for path, crop in tqdm(crops.items(), desc=f"embed ({runner.name})", unit="img", leave=False):
-        pixels = prepare_array(crop, recipe.input, recipe.preprocess, path).pixels
+        pixels = prepare_array(crop, recipe.model_input, recipe.preprocess, path).pixels
         key = sha256_bytes(pixels.tobytes() + bytes([flip]))
         stored = cache.get(key)
         if stored is None:
@@ -134,7 +134,7 @@ def verification_metrics(loaded: LoadedRecipe, float_runner: Runner, quant_runne
     assert cfg is not None
     pair_set, dataset_name, root = choose_pairs(cfg, loaded.path)
     paths = sorted({p.first for p in pair_set.pairs} | {p.second for p in pair_set.pairs})
-    size = recipe.input.height_width
+    size = recipe.model_input.height_width
     started = time.perf_counter()
 
     float_crops, float_missed = face_crops(paths, cfg.center_crop_fraction, size, float_detector, cache_dir)
@@ -198,7 +198,7 @@ def verification_metrics(loaded: LoadedRecipe, float_runner: Runner, quant_runne
         "images_per_second": {"float": float_ips, "simulator": quant_ips},
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
-    faces = [prepare_array(float_crops[p], recipe.input, recipe.preprocess, p) for p in paths]
+    faces = [prepare_array(float_crops[p], recipe.model_input, recipe.preprocess, p) for p in paths]
     return metrics, faces
 
 
@@ -214,7 +214,7 @@ def aligned_calibration(loaded: LoadedRecipe, detector: Detector, calib_root: Pa
     if recipe.evaluate.verification is not None:
         crop_fraction = recipe.evaluate.verification.center_crop_fraction
     photos = resolve_images(calib.images, loaded.path, "quantization.calibration.images")[: calib.size]
-    crops, _ = face_crops(photos, crop_fraction, recipe.input.height_width, detector, cache_dir)
+    crops, _ = face_crops(photos, crop_fraction, recipe.model_input.height_width, detector, cache_dir)
     final = calib_root / f"{calib.name}-faces"
     with atomic_dir(final) as tmp:
         for index, (path, crop) in enumerate(crops.items()):
