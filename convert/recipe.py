@@ -116,11 +116,17 @@ class Calibration(Strict):
                                    "to the input first (recognizers are fed aligned faces)")
 
 
+class Hybrid(Strict):
+    float_layers: list[str] = Field([], description="tensors kept in float16 (names as in the report's "
+                                    "sensitivity table / layers.csv); the report's proposed fix is pasteable here")
+
+
 class Quantization(Strict):
     dtype: Dtype = "w8a8"
     algorithm: Literal["normal", "mmse", "kl_divergence"] = "normal"
     method: Literal["channel", "layer"] = "channel"
     calibration: Calibration
+    hybrid: Hybrid = Hybrid()
 
 
 class Target(Strict):
@@ -192,6 +198,22 @@ class Build(Strict):
                                      "(its build crashes fusing Keras ZeroPadding2D into convs)")
 
 
+class Analysis(Strict):
+    """Optional diagnostics after the measurement; defaults sized for CI."""
+
+    sensitivity_layers: int = Field(0, ge=0, description="worst layers (single cosine) rebuilt one at a time "
+                                    "in float16 to rank what each recovers (0 = off)")
+    propose_fix: bool = Field(True, description="grow the smallest float16 layer set (from the ranking) that "
+                              "meets fix_goal, rebuild and re-measure it")
+    fix_goal: Gates | None = Field(None, description="thresholds the fix aims for (default: the recipe's gates)")
+    max_fix_layers: int = Field(8, ge=1, description="most layers the fix may keep in float16 (an op-type "
+                                "candidate counts all its layers)")
+    calibration_resamples: int = Field(0, ge=0, description="extra builds on random halves of the calibration "
+                                       "set, to show how stable the figures are (0 = off)")
+    preprocess_check: bool = Field(True, description="re-run the float model with swapped channels and other "
+                                   "mean/std; warn when the recipe's are not the best for the task")
+
+
 class Recipe(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     description: str = ""
@@ -204,6 +226,7 @@ class Recipe(Strict):
     build: Build = Build()
     evaluate: Evaluate
     gates: Gates = Gates()
+    analysis: Analysis = Analysis()
 
     @model_validator(mode="after")
     def _dtype_fits_platform(self) -> "Recipe":

@@ -55,23 +55,34 @@ def _in_dir(path: Path) -> Iterator[None]:
         os.chdir(previous)
 
 
-def build_rknn(loaded: LoadedRecipe, onnx_path: Path, source_sha256: str, list_file: Path | None,
-               out_path: Path) -> RknnBuild:
-    """Configure, load, build (quantized when `list_file` is given) and export to `out_path`."""
-    from rknn.api import RKNN  # heavy import (torch); only when building
+class Toolkit:
+    """One RKNN object, configured and loaded for a recipe; its console goes to `log_file` and
+    every failing call (return code or exception) becomes one RkverifyError naming a field."""
 
-    recipe = loaded.recipe
-    quant = recipe.quantization
-    log_file = out_path.with_suffix(".build.log")
-    log_file.unlink(missing_ok=True)
-    with toolkit_output_to(log_file):
-        rknn = RKNN(verbose=True)
-    started = time.perf_counter()
+    def __init__(self, loaded: LoadedRecipe, log_file: Path, quantized: bool) -> None:
+        from rknn.api import RKNN  # heavy import (torch); only when building
 
-    def call(step: str, field: str, fix: str, action: Callable[[], int]) -> None:
-        """Run one toolkit step quietly; its failures (return code or exception) become one line."""
+        self.loaded, self.log_file = loaded, log_file
+        with toolkit_output_to(log_file):
+            self.rknn = RKNN(verbose=True)
+        recipe = loaded.recipe
+        quant = recipe.quantization
+        self.call("config", "quantization", "use a dtype/algorithm/method the target supports",
+                  lambda: self.rknn.config(mean_values=[recipe.preprocess.mean], std_values=[recipe.preprocess.std],
+                                           quantized_dtype=quant.dtype if quantized else "w8a8",  # unused if float
+                                           quantized_algorithm=quant.algorithm, quantized_method=quant.method,
+                                           target_platform=recipe.target.platform,
+                                           disable_rules=recipe.build.disable_rules))
+
+    def load(self, onnx_path: Path) -> None:
+        spec, outputs = self.loaded.recipe.model_input, self.loaded.recipe.outputs
+        self.call("load_onnx", "outputs", "check input/output names and shapes against the model",
+                  lambda: self.rknn.load_onnx(model=str(onnx_path), inputs=[spec.name],
+                                              input_size_list=[spec.shape], outputs=outputs))
+
+    def call(self, step: str, field: str, fix: str, action: Callable[[], int]) -> None:
         try:
-            with toolkit_output_to(log_file):
+            with toolkit_output_to(self.log_file):
                 ret = action()
         except Exception as exc:  # the toolkit raises bare ValueError/AttributeError on bad input
             # the toolkit wraps its traceback into the message; keep the last statement, whole
@@ -79,35 +90,47 @@ def build_rknn(loaded: LoadedRecipe, onnx_path: Path, source_sha256: str, list_f
             tail = [line for line in lines if line and not line.startswith(("File ", "Traceback"))][-2:]
             ret, detail = -1, " ".join(tail) or type(exc).__name__
         else:
-            detail = last_error(log_file)
+            detail = last_error(self.log_file)
         if ret != 0:
-            rknn.release()
-            blamed, remedy = known_failure(log_file.read_text(errors="replace"), detail) or (field, fix)
-            raise RkverifyError(loaded.path, blamed, f"rknn-toolkit2 {step} failed: {detail}",
-                                f"{remedy} (toolkit log: {log_file})")
+            self.rknn.release()
+            blamed, remedy = known_failure(self.log_file.read_text(errors="replace"), detail) or (field, fix)
+            raise RkverifyError(self.loaded.path, blamed, f"rknn-toolkit2 {step} failed: {detail}",
+                                f"{remedy} (toolkit log: {self.log_file})")
 
-    call("config", "quantization", "use a dtype/algorithm/method the target supports",
-         lambda: rknn.config(mean_values=[recipe.preprocess.mean], std_values=[recipe.preprocess.std],
-                             quantized_dtype=quant.dtype if list_file else "w8a8",  # ignored unquantized
-                             quantized_algorithm=quant.algorithm,
-                             quantized_method=quant.method, target_platform=recipe.target.platform,
-                             disable_rules=recipe.build.disable_rules))
-    spec = recipe.model_input
-    call("load_onnx", "outputs", "check input/output names and shapes against the model",
-         lambda: rknn.load_onnx(model=str(onnx_path), inputs=[spec.name], input_size_list=[spec.shape],
-                                outputs=recipe.outputs))
-    if list_file is not None:
-        with _in_dir(list_file.parent):
-            call("build", "quantization.calibration", "check the calibration set and the log for the failing op",
-                 lambda: rknn.build(do_quantization=True, dataset=str(list_file)))
+
+def build_rknn(loaded: LoadedRecipe, onnx_path: Path, source_sha256: str, list_file: Path | None,
+               out_path: Path) -> RknnBuild:
+    """Configure, load, build (quantized when `list_file` is given; with the recipe's
+    quantization.hybrid float layers, if any) and export to `out_path`."""
+    from convert.hybrid import hybrid_base, hybrid_build
+
+    recipe = loaded.recipe
+    quant = recipe.quantization
+    log_file = out_path.with_suffix(".build.log")
+    log_file.unlink(missing_ok=True)
+    started = time.perf_counter()
+    float_layers = quant.hybrid.float_layers if list_file is not None else []
+    if float_layers:
+        base = hybrid_base(loaded, onnx_path, list_file, out_path.parent / "hybrid", log_file)
+        toolkit = hybrid_build(loaded, base, float_layers, log_file)
     else:
-        call("build", "", "see the log for the op that failed", lambda: rknn.build(do_quantization=False))
+        toolkit = Toolkit(loaded, log_file, quantized=list_file is not None)
+        toolkit.load(onnx_path)
+        if list_file is not None:
+            with _in_dir(list_file.parent):
+                toolkit.call("build", "quantization.calibration",
+                             "check the calibration set and the log for the failing op",
+                             lambda: toolkit.rknn.build(do_quantization=True, dataset=str(list_file)))
+        else:
+            toolkit.call("build", "", "see the log for the op that failed",
+                         lambda: toolkit.rknn.build(do_quantization=False))
     build_seconds = time.perf_counter() - started
     with atomic_path(out_path) as tmp:
-        call("export_rknn", "", "check free disk space", lambda: rknn.export_rknn(str(tmp)))
+        toolkit.call("export_rknn", "", "check free disk space", lambda: toolkit.rknn.export_rknn(str(tmp)))
     provenance = {
         "artifact": out_path.name,
         "artifact_sha256": sha256_file(out_path),
+        "artifact_bytes": out_path.stat().st_size,
         "recipe": str(loaded.path),
         "recipe_sha256": loaded.sha256,
         "source_sha256": source_sha256,
@@ -116,6 +139,7 @@ def build_rknn(loaded: LoadedRecipe, onnx_path: Path, source_sha256: str, list_f
         "dtype": quant.dtype if list_file is not None else "float16",
         "algorithm": quant.algorithm,
         "method": quant.method,
+        "float_layers": float_layers,
         "platform": recipe.target.platform,
         "calibration_list": str(list_file) if list_file else None,
         "build_seconds": round(build_seconds, 2),
@@ -123,4 +147,4 @@ def build_rknn(loaded: LoadedRecipe, onnx_path: Path, source_sha256: str, list_f
         "tools": tool_versions(),
     }
     write_json_atomic(out_path.with_suffix(".json"), provenance)
-    return RknnBuild(rknn=rknn, path=out_path, provenance=provenance)
+    return RknnBuild(rknn=toolkit.rknn, path=out_path, provenance=provenance)

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
-from convert.artifacts import atomic_dir, tool_versions, utc_now, write_json_atomic
+from convert.artifacts import atomic_dir, sha256_bytes, tool_versions, utc_now, write_json_atomic
 from convert.frontends import native_runner
 from convert.pipeline import Artifacts
 from convert.rknn_build import RknnBuild
@@ -21,11 +22,12 @@ from convert.preprocess import PreparedImage, prepare, resolve_images
 from convert.progress import step
 from convert.recipe import LoadedRecipe, Recipe
 from convert.toolkit_log import toolkit_output_to
-from verify import detection
+from verify import calibration_audit, detection, sensitivity
 from verify.compare import input_sensitivity, output_agreement
 from verify.gates import evaluate_gates, gate_dicts
 from verify.history import compare_runs, runs_of
 from verify.layers import run_accuracy_analysis
+from verify.preprocess_check import check_preprocessing
 from verify.recognition import Detector, verification_metrics
 from verify.report import draw_overlay, render_index, render_report
 from verify.runners import OnnxRuntimeRunner, RknnRunner, Runner, board_loader
@@ -162,10 +164,27 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
         if recipe.evaluate.task == "detection":
             metrics["detection"] = detection_metrics(loaded, images, float_out, quant_out, run_dir)
 
+        metrics["calibration"]["audit"] = calibration_audit.audit(loaded, artifacts.calibration)
+        # rebuilt variants (calibration resamples, hybrid candidates) are measured like the run itself
+        measure = variant_measure(loaded, artifacts, images, float_out, float_runner, float_detector, quant_detector)
+        float_side = [float_runner] + [d.runner for d in (float_detector, quant_detector) if d]
+        if recipe.analysis.calibration_resamples and recipe.target.runtime == "simulator":
+            with step(f"calibration stability: {recipe.analysis.calibration_resamples} builds on random halves",
+                      timings), active(*float_side):
+                metrics["calibration"]["stability"] = calibration_audit.resampled_stability(
+                    loaded, artifacts, measure, recipe.analysis.calibration_resamples, metrics, log_file)
+        if recipe.analysis.preprocess_check:
+            with step("preprocessing contract check (float model, alternative channel order / mean / std)", timings):
+                metrics["preprocess_check"] = check_preprocessing(loaded, artifacts.onnx, images)
         k = min(recipe.evaluate.layer_analysis_images, len(images))
         if k:
             with step(f"per-layer accuracy_analysis on {k} images", timings):
                 metrics["layers"] = layer_metrics(artifacts, recipe, images[:k], run_dir, log_file)
+        if recipe.analysis.sensitivity_layers and k and recipe.target.runtime == "simulator":
+            with step(f"sensitivity: {recipe.analysis.sensitivity_layers} layers in float16, one at a time"
+                      + (" + proposed fix" if recipe.analysis.propose_fix else ""), timings), active(*float_side):
+                metrics["sensitivity"] = sensitivity.analyse(loaded, artifacts, pd.read_csv(run_dir / "layers.csv",
+                                                             dtype={"layer": str}), metrics, measure, log_file)
         if recipe.target.runtime == "board":
             with step(f"quantized on board {recipe.target.device_id or ''}", timings):
                 metrics["board"] = board_metrics(artifacts, recipe, images, quant_out, log_file)
@@ -181,6 +200,27 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
         render_report(run_dir)
     render_index(reports_dir)
     return final
+
+
+def variant_measure(loaded: LoadedRecipe, artifacts: Artifacts, images: list[PreparedImage], float_out: list[dict],
+                    float_runner: Runner, float_detector: Detector | None,
+                    quant_detector: Detector | None) -> sensitivity.Measure:
+    """How a rebuilt variant (e.g. hybrid) is measured: the same inputs and task figures as the run."""
+    recipe = loaded.recipe
+
+    def measure(runner: Runner, variant: str, scratch: Path) -> dict[str, Any]:
+        out, _ = run_all(runner, images)
+        per_image = [{n: output_agreement(f[n], q[n]) for n in recipe.outputs} for f, q in zip(float_out, out)]
+        metrics: dict[str, Any] = {"outputs": summarise_outputs(per_image)}
+        if recipe.evaluate.task == "detection":
+            metrics["detection"] = detection_metrics(loaded, images, float_out, out, scratch)
+        if recipe.evaluate.verification is not None:
+            metrics["verification"], _ = verification_metrics(
+                loaded, float_runner, runner, float_detector, quant_detector, artifacts.float_key,
+                sha256_bytes(f"{artifacts.quant_key}:{variant}".encode()), artifacts.model_dir / "cache", scratch)
+        return metrics
+
+    return measure
 
 
 def detection_metrics(loaded: LoadedRecipe, images: list[PreparedImage], float_out: list[dict],

@@ -1,0 +1,85 @@
+"""Calibration audit: what the calibration set holds (duplicates, near-duplicates, images smaller
+than the input) and, optionally, how much the figures move when the set is resampled."""
+from __future__ import annotations
+
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from convert.pipeline import Artifacts
+from convert.preprocess import read_bgr
+from convert.recipe import LoadedRecipe
+from convert.rknn_build import Toolkit, _in_dir
+from verify.runners import RknnRunner
+from verify.sensitivity import Measure, task_summary
+
+NEAR_DUPLICATE_BITS = 3  # of a 64-bit average hash: same scene, re-encoded or resized
+
+
+def _average_hash(bgr: np.ndarray) -> int:
+    small = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), (8, 8), interpolation=cv2.INTER_AREA)
+    return int("".join("1" if v else "0" for v in (small > small.mean()).ravel()), 2)
+
+
+def audit(loaded: LoadedRecipe, manifest: dict[str, Any]) -> dict[str, Any]:
+    recipe = loaded.recipe
+    entries = manifest["images"]
+    height, width = recipe.model_input.height_width
+    by_hash: dict[str, list[str]] = {}
+    hashes, upscaled = [], []
+    for entry in entries:
+        by_hash.setdefault(entry["sha256"], []).append(entry["image"])
+        image = read_bgr(Path(entry["image"]))
+        hashes.append((entry["image"], _average_hash(image)))
+        if image.shape[0] < height and image.shape[1] < width:
+            upscaled.append(f"{Path(entry['image']).name} ({image.shape[1]}x{image.shape[0]})")
+    duplicates = [paths for paths in by_hash.values() if len(paths) > 1]
+    digest = {e["image"]: e["sha256"] for e in entries}
+    near = [(a, b) for i, (a, ha) in enumerate(hashes) for b, hb in hashes[i + 1:]
+            if bin(ha ^ hb).count("1") <= NEAR_DUPLICATE_BITS and digest[a] != digest[b]]
+    warnings = []
+    if manifest["used"] < manifest["requested"]:
+        warnings.append(f"{manifest['used']} images used of {manifest['requested']} requested "
+                        f"(only {manifest['available']} found)")
+    if duplicates:
+        warnings.append(f"{len(duplicates)} files are byte-identical copies: they weigh twice in the ranges")
+    if near:
+        warnings.append(f"{len(near)} pairs look alike (average hash within {NEAR_DUPLICATE_BITS} bits)")
+    if upscaled:
+        warnings.append(f"{len(upscaled)} images are smaller than the {width}x{height} input and get upscaled")
+    return {"used": manifest["used"], "requested": manifest["requested"], "available": manifest["available"],
+            "duplicates": duplicates, "near_duplicates": [[Path(a).name, Path(b).name] for a, b in near],
+            "upscaled": upscaled, "warnings": warnings}
+
+
+def resampled_stability(loaded: LoadedRecipe, artifacts: Artifacts, measure: Measure, resamples: int,
+                        full: dict[str, Any], log_file: Path) -> dict[str, Any]:
+    """Rebuild on `resamples` random halves of the calibration set (seeded) and measure each."""
+    names = artifacts.calibration_list.read_text().split()
+    rng = random.Random(0)
+    runs = []
+    for index in range(resamples):
+        subset = sorted(rng.sample(names, max(1, len(names) // 2)))
+        with tempfile.TemporaryDirectory(prefix="rkverify-resample-") as scratch:
+            listing = Path(scratch) / "dataset.txt"
+            listing.write_text("".join(f"{artifacts.calibration_list.parent / n}\n" for n in subset))
+            toolkit = Toolkit(loaded, log_file, quantized=True)
+            try:
+                toolkit.load(artifacts.onnx)
+                with _in_dir(Path(scratch)):
+                    toolkit.call("build", "quantization.calibration", "check the calibration set",
+                                 lambda: toolkit.rknn.build(do_quantization=True, dataset=str(listing)))
+                runner = RknnRunner(lambda: toolkit.rknn, loaded.recipe.outputs, "NCHW", log_file)
+                runner.activate()
+                runs.append(task_summary(measure(runner, f"resample-{index}-{'+'.join(subset)}", Path(scratch))))
+            finally:
+                toolkit.rknn.release()
+    keys = list(runs[0]) if runs else []
+    return {"subset_size": max(1, len(names) // 2), "resamples": resamples, "runs": runs, "full": task_summary(full),
+            "spread": {k: {"mean": float(np.mean([r[k] for r in runs])), "std": float(np.std([r[k] for r in runs])),
+                           "min": float(np.min([r[k] for r in runs])), "max": float(np.max([r[k] for r in runs]))}
+                       for k in keys}}

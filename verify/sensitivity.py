@@ -1,0 +1,153 @@
+"""Which layers cost the most, and the smallest float16 set that brings the recipe inside its goal.
+
+Each candidate (the worst layers by accuracy_analysis' single cosine) is rebuilt alone in
+float16 with hybrid quantization and scored by the worst output SQNR on the eval inputs; the
+fix then adds the best-ranked layers one at a time, rebuilding and re-measuring the task
+metrics (detection agreement, verification accuracy) until the goal's gates pass.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import yaml
+
+from convert.hybrid import HybridBase, hybrid_base, hybrid_build
+from convert.pipeline import Artifacts
+from convert.recipe import Gates, LoadedRecipe
+from verify.gates import GATE_METRICS, evaluate_gates
+from verify.runners import RknnRunner
+
+COMPUTE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "FullyConnected", "DepthwiseConv"}
+# gates a rebuilt variant can be measured on without a new accuracy_analysis
+LAYER_GATES = {"min_worst_layer_cosine"}
+
+# measure(runner, variant_key, scratch_dir) -> metrics dict with "outputs" (+ "detection"/"verification")
+Measure = Callable[[RknnRunner, str, Path], dict[str, Any]]
+
+
+def worst_output_sqnr(metrics: dict[str, Any]) -> float:
+    return min(o["sqnr_db"]["mean"] for o in metrics["outputs"].values())
+
+
+def task_summary(metrics: dict[str, Any]) -> dict[str, float]:
+    """The end-task figures a user reads first, for before/after tables."""
+    summary = {"worst output cosine": min(o["cosine"]["mean"] for o in metrics["outputs"].values()),
+               "worst output SQNR dB": worst_output_sqnr(metrics)}
+    if "detection" in metrics:
+        d = metrics["detection"]
+        summary |= {"faces matched": d["match_rate"], "mean IoU": d["mean_iou"],
+                    "face-anchor cosine": min(d["foreground_cosine"].values())}
+    if "verification" in metrics:
+        v = metrics["verification"]
+        summary |= {"quantized accuracy": v["quantized"]["accuracy"]["mean"],
+                    "float accuracy": v["float"]["accuracy"]["mean"],
+                    "embedding cosine": v["embedding_drift"]["cosine_mean"]}
+    return summary
+
+
+def goal_of(loaded: LoadedRecipe) -> Gates:
+    recipe = loaded.recipe
+    goal = recipe.analysis.fix_goal or recipe.gates
+    return goal.model_copy(update={name: None for name in LAYER_GATES})
+
+
+def _measure_variant(loaded: LoadedRecipe, base: HybridBase, layers: list[str], measure: Measure,
+                     log_file: Path, size: bool = False) -> dict[str, Any]:
+    toolkit = hybrid_build(loaded, base, layers, log_file)
+    try:
+        runner = RknnRunner(lambda: toolkit.rknn, loaded.recipe.outputs, "NCHW", log_file)
+        runner.activate()
+        with tempfile.TemporaryDirectory(prefix="rkverify-variant-") as scratch:
+            metrics = measure(runner, "hybrid-" + "+".join(sorted(layers)), Path(scratch))
+            if size:  # what the .rknn would weigh (the user builds it from the pasted block)
+                exported = Path(scratch) / "variant.rknn"
+                toolkit.call("export_rknn", "", "check free disk space",
+                             lambda: toolkit.rknn.export_rknn(str(exported)))
+                metrics["rknn_bytes"] = exported.stat().st_size
+        return metrics
+    finally:
+        toolkit.rknn.release()
+
+
+def analyse(loaded: LoadedRecipe, artifacts: Artifacts, layers: pd.DataFrame, quantized: dict[str, Any],
+            measure: Measure, log_file: Path) -> dict[str, Any]:
+    """Sensitivity ranking and (when asked) the proposed fix; `quantized` is the plain build's metrics."""
+    recipe = loaded.recipe
+    cfg = recipe.analysis
+    base = hybrid_base(loaded, artifacts.onnx, artifacts.calibration_list, artifacts.model_dir / "hybrid", log_file)
+    eligible = layers[layers["layer"].isin(base.quantized_layers)].copy()
+    # a candidate is a block: a compute layer with the activation/add layers after it. Floating a
+    # conv alone leaves its activation's output in int8 and measured worse than not floating it
+    # (MobileFaceNet: every Conv alone in float16 cost 2.4 dB); the toolkit's own proposals pair them too.
+    eligible["block"] = eligible["op"].isin(COMPUTE_OPS).cumsum()
+    # the worst layers alone (single cosine) and where the accumulated error is largest (entire
+    # cosine: the heads, when drift piles up towards the outputs)
+    worst = pd.concat([eligible.nsmallest(cfg.sensitivity_layers, column)
+                       for column in ("single_cos_worst", "entire_cos_worst")])
+    worst_blocks = worst["block"].drop_duplicates()
+    items = [(list(eligible.loc[eligible["block"] == b, "layer"]), eligible[eligible["block"] == b])
+             for b in worst_blocks]
+    baseline = worst_output_sqnr(quantized)
+    ranking = []
+    for float_layers, rows in items:
+        variant = _measure_variant(loaded, base, float_layers, measure, log_file)
+        ranking.append({"candidate": " + ".join(f"{r.layer} ({r.op})" for r in rows.itertuples()),
+                        "float_layers": float_layers, "single_cos_worst": float(rows["single_cos_worst"].min()),
+                        "worst_output_sqnr_db": worst_output_sqnr(variant),
+                        "gain_db": worst_output_sqnr(variant) - baseline,
+                        "worst_output_cosine": min(o["cosine"]["mean"] for o in variant["outputs"].values())})
+    ranking.sort(key=lambda r: r["gain_db"], reverse=True)
+    result: dict[str, Any] = {"metric": "worst output SQNR (dB), eval inputs", "baseline_db": baseline,
+                              "ranking": ranking}
+    if cfg.propose_fix:
+        result["fix"] = propose_fix(loaded, artifacts, base, ranking, quantized, measure, log_file)
+    return result
+
+
+def propose_fix(loaded: LoadedRecipe, artifacts: Artifacts, base: HybridBase, ranking: list[dict[str, Any]],
+                quantized: dict[str, Any], measure: Measure, log_file: Path) -> dict[str, Any]:
+    recipe = loaded.recipe
+    goal = goal_of(loaded)
+    before = evaluate_gates(goal, quantized)
+    fix: dict[str, Any] = {"goal": {g.gate: g.threshold for g in before},
+                           "before": {g.gate: g.value for g in before},
+                           "rknn_bytes_before": artifacts.rknn.provenance["artifact_bytes"],
+                           "quantized_layers": len(base.quantized_layers),
+                           "gate_labels": {g.gate: GATE_METRICS[g.gate][0] for g in before}}
+    if all(g.passed for g in before):
+        return fix | {"status": "already within the goal: nothing to keep in float16", "float_layers": []}
+    helpful = [r for r in ranking if r["gain_db"] > 0]
+    if not helpful:
+        return fix | {"status": f"none of the {len(ranking)} candidates improves the output SQNR in float16: "
+                      "try analysis.sensitivity_layers higher, algorithm mmse or a better calibration set",
+                      "float_layers": []}
+    # greedy, best first; a candidate stays only if the set with it scores better (gains do not add up:
+    # the toolkit re-quantizes a float layer's neighbours)
+    chosen: list[str] = []
+    best_sqnr, after, variant = worst_output_sqnr(quantized), before, {}
+    for candidate in helpful:
+        trial = list(dict.fromkeys(chosen + candidate["float_layers"]))
+        if len(trial) > recipe.analysis.max_fix_layers:
+            continue
+        trial_metrics = _measure_variant(loaded, base, trial, measure, log_file, size=True)
+        trial_gates = evaluate_gates(goal, trial_metrics)
+        if worst_output_sqnr(trial_metrics) > best_sqnr or all(g.passed for g in trial_gates):
+            chosen, best_sqnr, after, variant = trial, worst_output_sqnr(trial_metrics), trial_gates, trial_metrics
+        if all(g.passed for g in after):
+            break
+    if not chosen:
+        return fix | {"status": "no candidate set improved on the quantized build", "float_layers": []}
+    passed = all(g.passed for g in after)
+    return fix | {
+        "status": "meets the goal" if passed else
+        f"does not meet the goal with {len(chosen)} layer(s) in float16: try more layers, another "
+        "algorithm (mmse) or a better calibration set",
+        "float_layers": chosen, "passed": passed,
+        "after": {g.gate: g.value for g in after},
+        "task_before": task_summary(quantized), "task_after": task_summary(variant),
+        "rknn_bytes_after": variant["rknn_bytes"],
+        "recipe_block": yaml.safe_dump({"quantization": {"hybrid": {"float_layers": chosen}}}, sort_keys=False),
+    }
