@@ -210,6 +210,9 @@ class Analysis(Strict):
                                 "candidate counts all its layers)")
     calibration_resamples: int = Field(0, ge=0, description="extra builds on random halves of the calibration "
                                        "set, to show how stable the figures are (0 = off)")
+    layer_tensor_stats: bool = Field(False, description="read accuracy_analysis' tensor dumps (first image) for "
+                                     "per-layer SQNR, relative L2, norm ratio and a cosine-vs-norm flag; "
+                                     "~25 s per 640x640 detector image")
     preprocess_check: bool = Field(True, description="re-run the float model with swapped channels and other "
                                    "mean/std; warn when the recipe's are not the best for the task")
 

@@ -17,6 +17,17 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a64 @ b64 / denominator)
 
 
+# |norm ratio - 1| above this while the cosine is >= COSINE_HIGH: "cos 1.0 but euc 69", a tensor
+# whose direction survives quantization but whose scale does not (PRelu slopes, clipped ranges)
+NORM_OFF = 0.10
+COSINE_HIGH = 0.99
+
+
+def disagree(cosine_value: float, norm_ratio: float) -> bool:
+    """Cosine says fine, the norm says otherwise: a cosine-only check would miss it."""
+    return bool(cosine_value >= COSINE_HIGH and abs(norm_ratio - 1) > NORM_OFF)
+
+
 def output_agreement(reference: np.ndarray, test: np.ndarray) -> dict[str, float]:
     """Cosine, SQNR (dB), max abs error, relative L2, norm ratio and non-finite count of `test`."""
     ref = reference.astype(np.float64).ravel()

@@ -23,7 +23,7 @@ from convert.progress import step
 from convert.recipe import LoadedRecipe, Recipe
 from convert.toolkit_log import toolkit_output_to
 from verify import calibration_audit, detection, sensitivity
-from verify.compare import input_sensitivity, output_agreement
+from verify.compare import disagree, input_sensitivity, output_agreement
 from verify.gates import evaluate_gates, gate_dicts
 from verify.history import compare_runs, runs_of
 from verify.layers import run_accuracy_analysis
@@ -85,6 +85,7 @@ def summarise_outputs(per_image: list[dict[str, dict[str, float]]]) -> dict[str,
         summary[name] = {k: {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
                          for k, v in values.items() if k != "nonfinite"}
         summary[name]["nonfinite"] = int(values["nonfinite"].sum())
+        summary[name]["cos_norm_disagree"] = disagree(summary[name]["cosine"]["mean"], summary[name]["norm_ratio"]["mean"])
     return summary
 
 
@@ -265,9 +266,13 @@ def layer_metrics(artifacts: Artifacts, recipe: Recipe, images: list[PreparedIma
     on_board = recipe.target.runtime == "board"
     layers = run_accuracy_analysis(artifacts.rknn.rknn, [im.pixels for im in images], run_dir / "accuracy_analysis",
                                    log_file, target=recipe.target.platform if on_board else None,
-                                   device_id=recipe.target.device_id)
+                                   device_id=recipe.target.device_id,
+                                   with_tensor_stats=recipe.analysis.layer_tensor_stats)
     layers.to_csv(run_dir / "layers.csv", index=False)
+    flagged = layers[layers["cos_norm_disagree"] == True] if "cos_norm_disagree" in layers else layers.iloc[:0]  # noqa: E712
     return {"count": len(layers), "images": len(images),
+            "cos_norm_disagree": flagged.to_dict(orient="records"),
+            "tensor_stats": "cos_norm_disagree" in layers,
             "worst_single_cos": float(layers["single_cos_worst"].min()),
             "worst_entire_cos": float(layers["entire_cos_worst"].min()),
             "worst_single_sim_cos": float(layers["single_sim_cos_worst"].min()) if on_board else None,

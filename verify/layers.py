@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from convert.toolkit_log import ANSI, last_error, toolkit_output_to
+from verify.compare import cosine, disagree
 
 NUMBER = r"[-+\w.]+"
 # simulator columns; with a board (target=...) the toolkit adds runtime columns: entire
@@ -51,13 +52,40 @@ def aggregate(tables: list[pd.DataFrame]) -> pd.DataFrame:
     return result
 
 
+
+
+def tensor_stats(snapshot: Path) -> pd.DataFrame:
+    """Per layer, from the dumped tensors (golden = float, simulator = quantized, accumulated):
+    SQNR, relative L2, norm ratio, and the cosine/norm disagreement flag."""
+    rows = []
+    mapping = (snapshot / "map_name_to_file.txt").read_text().splitlines()[2:]
+    for line in mapping:
+        parts = line.split()
+        if len(parts) != 2 or not (snapshot / "simulator" / parts[1]).is_file():
+            continue
+        golden = np.fromfile(snapshot / "golden" / parts[1], sep="\n")
+        quantized = np.fromfile(snapshot / "simulator" / parts[1], sep="\n")
+        if golden.shape != quantized.shape or not golden.size:
+            continue
+        noise = float(np.sum((golden - quantized) ** 2))
+        signal = float(np.sum(golden ** 2))
+        norm_ratio = float(np.linalg.norm(quantized) / np.sqrt(signal)) if signal else float("nan")
+        cosine_value = cosine(golden, quantized)
+        rows.append({"layer": parts[0], "sqnr_db": 10 * np.log10(signal / noise) if noise else float("inf"),
+                     "relative_l2": np.sqrt(noise / signal) if signal else float("nan"), "norm_ratio": norm_ratio,
+                     "cos_norm_disagree": disagree(cosine_value, norm_ratio)})
+    return pd.DataFrame(rows)
+
+
 def run_accuracy_analysis(rknn: Any, pixel_sets: list[np.ndarray], keep_dir: Path, log_file: Path,
-                          target: str | None = None, device_id: str | None = None) -> pd.DataFrame:
+                          target: str | None = None, device_id: str | None = None,
+                          with_tensor_stats: bool = False) -> pd.DataFrame:
     """Run the toolkit's analysis once per image; keep each error_analysis.txt, drop the dumps.
 
-    The dumps (every layer's tensors, ~0.8 GB for a 640x640 detector) go to a temp dir.
+    The dumps (every layer's tensors, ~0.8 GB for a 640x640 detector) go to a temp dir; with
+    `with_tensor_stats` they are read first (first image only) for SQNR / rel. L2 / norm ratio.
     """
-    tables = []
+    tables, stats = [], None
     keep_dir.mkdir(parents=True, exist_ok=True)
     for index, pixels in enumerate(pixel_sets):
         with tempfile.TemporaryDirectory(prefix="rkverify-aa-") as scratch:
@@ -70,6 +98,9 @@ def run_accuracy_analysis(rknn: Any, pixel_sets: list[np.ndarray], keep_dir: Pat
             if ret != 0:
                 raise RuntimeError(f"rknn accuracy_analysis failed: {last_error(log_file)} (log: {log_file})")
             text = (out_dir / "error_analysis.txt").read_text()
+            if with_tensor_stats and stats is None:
+                stats = tensor_stats(out_dir)
         (keep_dir / f"error_analysis_{index}.txt").write_text(text)
         tables.append(parse_error_analysis(text))
-    return aggregate(tables)
+    table = aggregate(tables)
+    return table.merge(stats, on="layer", how="left") if stats is not None and len(stats) else table
