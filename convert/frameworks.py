@@ -6,32 +6,33 @@ from types import ModuleType
 
 from convert.errors import RkverifyError
 
+FIELD = "source.framework"
 INSTALL = "pip install -r requirements/base.txt (tox.ini does), or convert the model to ONNX elsewhere " \
           "and set source.framework: onnx"
 
 
-def import_tensorflow(field: str = "source.framework") -> ModuleType:
+def import_tensorflow() -> ModuleType:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's start-up banner is noise here
     try:
         import tensorflow as tf
     except ImportError as exc:
-        raise RkverifyError("environment", field, f"a keras-pb source needs tensorflow, which does not import ({exc})",
+        raise RkverifyError("environment", FIELD, f"a keras-pb source needs tensorflow, which does not import ({exc})",
                             INSTALL) from None
     tf.get_logger().setLevel("ERROR")  # TF1-API deprecation notices on every graph import
     return tf
 
 
-def import_tf2onnx(field: str = "source.framework") -> ModuleType:
-    import_tensorflow(field)
+def import_tf2onnx() -> ModuleType:
+    import_tensorflow()
     try:
         import tf2onnx
     except ImportError as exc:
-        raise RkverifyError("environment", field, f"a keras-pb source needs tf2onnx, which does not import ({exc})",
+        raise RkverifyError("environment", FIELD, f"a keras-pb source needs tf2onnx, which does not import ({exc})",
                             INSTALL) from None
     return tf2onnx
 
 
-def import_mxnet(field: str = "source.framework") -> ModuleType:
+def import_mxnet() -> ModuleType:
     import numpy as np
 
     # MXNet 1.9's MKLDNN kernels hand back NDArrays that asnumpy() refuses ("can't generate
@@ -42,6 +43,6 @@ def import_mxnet(field: str = "source.framework") -> ModuleType:
     try:
         import mxnet as mx
     except (ImportError, OSError) as exc:  # OSError: its bundled libmxnet.so fails to load
-        raise RkverifyError("environment", field, f"an mxnet source needs mxnet, which does not import ({exc})",
+        raise RkverifyError("environment", FIELD, f"an mxnet source needs mxnet, which does not import ({exc})",
                             INSTALL) from None
     return mx

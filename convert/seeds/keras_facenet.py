@@ -68,7 +68,7 @@ def model(keras, size: int = 160, embedding: int = 128):
 
 
 def make(path: Path) -> None:
-    tf = import_tensorflow("source.make")
+    tf = import_tensorflow()
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     tf.keras.backend.clear_session()  # layer names (and so the file) restart from the same counters

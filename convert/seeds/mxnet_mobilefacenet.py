@@ -47,7 +47,7 @@ def symbol(mx, embedding_size: int = 128):
 
 
 def make(symbol_path: Path, params_path: Path) -> None:
-    mx = import_mxnet("source.make")
+    mx = import_mxnet()
     mx.random.seed(0)
     sym = symbol(mx)
     module = mx.mod.Module(sym, data_names=["data"], label_names=None, context=mx.cpu())
