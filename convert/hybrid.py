@@ -19,6 +19,7 @@ from convert.recipe import LoadedRecipe
 from convert.rknn_build import Toolkit, _in_dir
 
 FLOAT = "float16"
+PROPOSAL_INPUTS = 4  # calibration inputs the toolkit's proposal search runs on
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,18 @@ class HybridBase:
     quantized_layers: list[str]  # tensors step 2 can keep in float16 (int8 in the cfg)
 
 
-def hybrid_base(loaded: LoadedRecipe, onnx_path: Path, list_file: Path, work_dir: Path, log_file: Path) -> HybridBase:
-    """Run step 1 into `work_dir` (reused while the ONNX, calibration and settings are unchanged)."""
+def hybrid_base(loaded: LoadedRecipe, onnx_path: Path, list_file: Path, work_dir: Path, log_file: Path,
+                proposal: bool = False) -> HybridBase:
+    """Run step 1 into `work_dir` (reused while the ONNX, calibration and settings are unchanged).
+
+    With `proposal`, the toolkit also proposes layers to keep in float16 (its auto-hybrid search on
+    a few calibration inputs): they are in the cfg's custom_quantize_layers, see `proposed_layers`.
+    """
     recipe = loaded.recipe
     key = sha256_bytes(json.dumps([sha256_file(onnx_path), sha256_file(list_file),
                                    recipe.quantization.model_dump(mode="json", exclude={"hybrid"}),
-                                   recipe.preprocess.model_dump(mode="json"), recipe.target.platform]).encode())
+                                   recipe.preprocess.model_dump(mode="json"), recipe.target.platform,
+                                   proposal]).encode())
     folder = work_dir / key[:16]
     stem = onnx_path.stem
     base = HybridBase(folder / f"{stem}.model", folder / f"{stem}.data", folder / f"{stem}.quantization.cfg", [])
@@ -49,11 +56,16 @@ def hybrid_base(loaded: LoadedRecipe, onnx_path: Path, list_file: Path, work_dir
         toolkit.load(onnx_path)
         with _in_dir(folder):
             toolkit.call("hybrid_quantization_step1", "quantization.calibration", "check the calibration set",
-                         lambda: toolkit.rknn.hybrid_quantization_step1(dataset=str(dataset), proposal=False))
+                         lambda: toolkit.rknn.hybrid_quantization_step1(
+                             dataset=str(dataset), proposal=proposal, proposal_dataset_size=PROPOSAL_INPUTS))
         toolkit.rknn.release()
     parameters = yaml.safe_load(base.cfg.read_text())["quantize_parameters"]
     quantized = [name for name, p in parameters.items() if p.get("dtype") not in (None, "float32", FLOAT)]
     return HybridBase(base.model, base.data, base.cfg, quantized)
+
+
+def proposed_layers(base: HybridBase) -> list[str]:
+    return list(yaml.safe_load(base.cfg.read_text())["custom_quantize_layers"] or {})
 
 
 def hybrid_build(loaded: LoadedRecipe, base: HybridBase, float_layers: list[str], log_file: Path) -> Toolkit:

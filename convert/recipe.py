@@ -203,6 +203,8 @@ class Analysis(Strict):
 
     sensitivity_layers: int = Field(0, ge=0, description="worst layers (single cosine) rebuilt one at a time "
                                     "in float16 to rank what each recovers (0 = off)")
+    toolkit_proposal: bool = Field(False, description="also measure rknn-toolkit2's own float16 proposal "
+                                   "(hybrid_quantization_step1 proposal=True) as a candidate")
     propose_fix: bool = Field(True, description="grow the smallest float16 layer set (from the ranking) that "
                               "meets fix_goal, rebuild and re-measure it")
     fix_goal: Gates | None = Field(None, description="thresholds the fix aims for (default: the recipe's gates)")

@@ -129,3 +129,19 @@ def test_a_gate_on_an_unmeasured_figure_fails() -> None:
     assert results["min_output_cosine"].passed
     assert not results["min_worst_layer_cosine"].passed and math.isnan(results["min_worst_layer_cosine"].value)
     assert not results["max_accuracy_drop"].passed
+
+
+def test_stage_attribution_names_the_stage_that_loses_most() -> None:
+    """native -> ONNX -> fp16 -> int8 -> board: the board stage here loses the most and is named."""
+    from convert.recipe import load_recipe
+    from verify.evaluation import stage_attribution
+
+    rng = np.random.default_rng(0)
+    recipe = load_recipe("arcface-mobilefacenet").recipe
+    base = [{"output0": rng.normal(size=128)} for _ in range(3)]
+    noisy = lambda scale: [{"output0": o["output0"] + rng.normal(scale=scale, size=128)} for o in base]  # noqa: E731
+    chain = [("native", base), ("ONNX", noisy(1e-6)), ("fp16", noisy(1e-3)), ("int8", noisy(0.05)),
+             ("board rk3588 (runtime)", noisy(0.5))]
+    result = stage_attribution(recipe, chain)
+    assert [s["to"] for s in result["stages"]] == ["ONNX", "fp16", "int8", "board rk3588 (runtime)"]
+    assert result["drift_starts_at"] == "board rk3588 (runtime)"

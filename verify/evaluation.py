@@ -151,12 +151,6 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
                       "simulator_ms_per_image": round(quant_s * 1e3, 2)},
         }
 
-        chain = [(f"{recipe.source.framework} (native {native.name})", native_out)] if native_out else []
-        chain += [("ONNX Runtime float32", float_out)]
-        chain += [("RKNN float16 (compiler, no quantization)", fp16_out)] if fp16_out else []
-        chain += [(f"RKNN {recipe.quantization.dtype} (quantization)", quant_out)]
-        if len(chain) > 2:
-            metrics["stages"] = stage_attribution(recipe, chain)
         if artifacts.native_check:
             metrics["frontend_check"] = {"framework": recipe.source.framework,
                                          "worst_cosine_on_calibration_inputs": artifacts.native_check}
@@ -186,9 +180,17 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
                       + (" + proposed fix" if recipe.analysis.propose_fix else ""), timings), active(*float_side):
                 metrics["sensitivity"] = sensitivity.analyse(loaded, artifacts, pd.read_csv(run_dir / "layers.csv",
                                                              dtype={"layer": str}), metrics, measure, log_file)
+        board_out = None
         if recipe.target.runtime == "board":
             with step(f"quantized on board {recipe.target.device_id or ''}", timings):
-                metrics["board"] = board_metrics(artifacts, recipe, images, quant_out, log_file)
+                metrics["board"], board_out = board_metrics(artifacts, recipe, images, quant_out, log_file)
+        chain = [(f"{recipe.source.framework} (native {native.name})", native_out)] if native_out else []
+        chain += [("ONNX Runtime float32", float_out)]
+        chain += [("RKNN float16 (compiler, no quantization)", fp16_out)] if fp16_out else []
+        chain += [(f"RKNN {recipe.quantization.dtype} (quantization)", quant_out)]
+        chain += [(f"board {recipe.target.platform} (runtime)", board_out)] if board_out else []
+        if len(chain) > 2:
+            metrics["stages"] = stage_attribution(recipe, chain)
         gates = evaluate_gates(recipe.gates, metrics)
         metrics["gates"] = gate_dicts(gates)
         metrics["passed"] = all(g.passed for g in gates)
@@ -246,8 +248,9 @@ def detection_metrics(loaded: LoadedRecipe, images: list[PreparedImage], float_o
 
 
 def board_metrics(artifacts: Artifacts, recipe: Recipe, images: list[PreparedImage],
-                  simulator_out: list[dict[str, np.ndarray]], log_file: Path) -> dict[str, Any]:
-    """The board column: board vs simulator per output, the board's time and memory."""
+                  simulator_out: list[dict[str, np.ndarray]], log_file: Path
+                  ) -> tuple[dict[str, Any], list[dict[str, np.ndarray]]]:
+    """The board column: board vs simulator per output, the board's time and memory (+ its outputs)."""
     runner = RknnRunner(board_loader(artifacts.rknn.path, log_file), recipe.outputs, recipe.model_input.layout,
                         log_file=log_file, target=recipe.target.platform, device_id=recipe.target.device_id)
     with active(runner):
@@ -257,7 +260,7 @@ def board_metrics(artifacts: Artifacts, recipe: Recipe, images: list[PreparedIma
             memory = runner.rknn.eval_memory(is_print=False)
     per_image = [{n: output_agreement(s[n], b[n]) for n in recipe.outputs} for s, b in zip(simulator_out, board_out)]
     return {"device_id": recipe.target.device_id, "outputs_vs_simulator": summarise_outputs(per_image),
-            "host_ms_per_image": round(board_s * 1e3, 2), "eval_perf": perf, "eval_memory": memory}
+            "host_ms_per_image": round(board_s * 1e3, 2), "eval_perf": perf, "eval_memory": memory}, board_out
 
 
 def layer_metrics(artifacts: Artifacts, recipe: Recipe, images: list[PreparedImage], run_dir: Path,

@@ -14,8 +14,9 @@ from typing import Any, Callable
 import pandas as pd
 import yaml
 
-from convert.hybrid import HybridBase, hybrid_base, hybrid_build
+from convert.hybrid import HybridBase, hybrid_base, hybrid_build, proposed_layers
 from convert.pipeline import Artifacts
+from convert.errors import RkverifyError
 from convert.recipe import Gates, LoadedRecipe
 from verify.gates import GATE_METRICS, evaluate_gates
 from verify.runners import RknnRunner
@@ -72,6 +73,11 @@ def _measure_variant(loaded: LoadedRecipe, base: HybridBase, layers: list[str], 
         toolkit.rknn.release()
 
 
+def _item(rows: pd.DataFrame) -> tuple[str, list[str], float]:
+    return (" + ".join(f"{r.layer} ({r.op})" for r in rows.itertuples()), list(rows["layer"]),
+            float(rows["single_cos_worst"].min()))
+
+
 def analyse(loaded: LoadedRecipe, artifacts: Artifacts, layers: pd.DataFrame, quantized: dict[str, Any],
             measure: Measure, log_file: Path) -> dict[str, Any]:
     """Sensitivity ranking and (when asked) the proposed fix; `quantized` is the plain build's metrics."""
@@ -88,20 +94,29 @@ def analyse(loaded: LoadedRecipe, artifacts: Artifacts, layers: pd.DataFrame, qu
     worst = pd.concat([eligible.nsmallest(cfg.sensitivity_layers, column)
                        for column in ("single_cos_worst", "entire_cos_worst")])
     worst_blocks = worst["block"].drop_duplicates()
-    items = [(list(eligible.loc[eligible["block"] == b, "layer"]), eligible[eligible["block"] == b])
-             for b in worst_blocks]
+    items = [_item(eligible[eligible["block"] == b]) for b in worst_blocks]
+    proposal_error = None
+    if cfg.toolkit_proposal:
+        try:
+            proposal = hybrid_base(loaded, artifacts.onnx, artifacts.calibration_list,
+                                   artifacts.model_dir / "hybrid", log_file, proposal=True)
+        except RkverifyError as exc:  # the toolkit's search crashes on some graphs (RetinaFace, 2.5.0)
+            proposal_error = exc.problem
+        else:
+            proposed = proposed_layers(proposal)
+            items.append((f"rknn-toolkit2's own proposal ({len(proposed)} layers)", proposed,
+                          float(eligible.loc[eligible["layer"].isin(proposed), "single_cos_worst"].min())))
     baseline = worst_output_sqnr(quantized)
     ranking = []
-    for float_layers, rows in items:
+    for label, float_layers, single_cos in items:
         variant = _measure_variant(loaded, base, float_layers, measure, log_file)
-        ranking.append({"candidate": " + ".join(f"{r.layer} ({r.op})" for r in rows.itertuples()),
-                        "float_layers": float_layers, "single_cos_worst": float(rows["single_cos_worst"].min()),
+        ranking.append({"candidate": label, "float_layers": float_layers, "single_cos_worst": single_cos,
                         "worst_output_sqnr_db": worst_output_sqnr(variant),
                         "gain_db": worst_output_sqnr(variant) - baseline,
                         "worst_output_cosine": min(o["cosine"]["mean"] for o in variant["outputs"].values())})
     ranking.sort(key=lambda r: r["gain_db"], reverse=True)
     result: dict[str, Any] = {"metric": "worst output SQNR (dB), eval inputs", "baseline_db": baseline,
-                              "ranking": ranking}
+                              "ranking": ranking, "toolkit_proposal_error": proposal_error}
     if cfg.propose_fix:
         result["fix"] = propose_fix(loaded, artifacts, base, ranking, quantized, measure, log_file)
     return result
@@ -141,6 +156,17 @@ def propose_fix(loaded: LoadedRecipe, artifacts: Artifacts, base: HybridBase, ra
     if not chosen:
         return fix | {"status": "no candidate set improved on the quantized build", "float_layers": []}
     passed = all(g.passed for g in after)
+    if passed and len(chosen) > 1:  # the shortest prefix that still meets the goal (bisection)
+        low, high = 1, len(chosen)
+        while low < high:
+            middle = (low + high) // 2
+            trial_metrics = _measure_variant(loaded, base, chosen[:middle], measure, log_file, size=True)
+            trial_gates = evaluate_gates(goal, trial_metrics)
+            if all(g.passed for g in trial_gates):
+                high, after, variant = middle, trial_gates, trial_metrics
+            else:
+                low = middle + 1
+        chosen = chosen[:high]
     return fix | {
         "status": "meets the goal" if passed else
         f"does not meet the goal with {len(chosen)} layer(s) in float16: try more layers, another "
