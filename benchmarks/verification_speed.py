@@ -9,7 +9,6 @@ maths, Python) is reported beside the engine time.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

@@ -13,7 +13,6 @@ import rkverify
 from convert.artifacts import sha256_file
 from convert.preprocess import prepare, resolve_images
 from convert.recipe import PROJECT_ROOT, load_recipe
-from tests.test_recipe_errors import run_cli
 from verify.calibration_audit import audit
 from verify.layers import tensor_stats
 from verify.preprocess_check import check_preprocessing

@@ -46,7 +46,7 @@ def audit(loaded: LoadedRecipe, manifest: dict[str, Any]) -> dict[str, Any]:
         warnings.append(f"{manifest['used']} images used of {manifest['requested']} requested "
                         f"(only {manifest['available']} found)")
     if duplicates:
-        warnings.append(f"{len(duplicates)} files are byte-identical copies: they weigh twice in the ranges")
+        warnings.append(f"{len(duplicates)} image(s) have byte-identical copies in the set: they weigh twice in the ranges")
     if near:
         warnings.append(f"{len(near)} pairs look alike (average hash within {NEAR_DUPLICATE_BITS} bits)")
     if upscaled:
