@@ -22,6 +22,7 @@ from verify.gates import GATE_METRICS, evaluate_gates
 from verify.runners import RknnRunner
 
 COMPUTE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "FullyConnected", "DepthwiseConv"}
+MIN_GAIN_DB = 0.05  # below this a candidate's effect is build-to-build noise, not a recovery
 # gates a rebuilt variant can be measured on without a new accuracy_analysis
 LAYER_GATES = {"min_worst_layer_cosine"}
 
@@ -134,11 +135,11 @@ def propose_fix(loaded: LoadedRecipe, artifacts: Artifacts, base: HybridBase, ra
                            "gate_labels": {g.gate: GATE_METRICS[g.gate][0] for g in before}}
     if all(g.passed for g in before):
         return fix | {"status": "already within the goal: nothing to keep in float16", "float_layers": []}
-    helpful = [r for r in ranking if r["gain_db"] > 0]
+    helpful = [r for r in ranking if r["gain_db"] >= MIN_GAIN_DB]
     if not helpful:
-        return fix | {"status": f"none of the {len(ranking)} candidates improves the output SQNR in float16: "
-                      "try analysis.sensitivity_layers higher, algorithm mmse or a better calibration set",
-                      "float_layers": []}
+        return fix | {"status": f"none of the {len(ranking)} candidates recovers {MIN_GAIN_DB} dB of output SQNR "
+                      "in float16: hybrid quantization is not the remedy here; try quantization.algorithm mmse, "
+                      "a better calibration set, or float16", "float_layers": []}
     # greedy, best first; a candidate stays only if the set with it scores better (gains do not add up:
     # the toolkit re-quantizes a float layer's neighbours)
     chosen: list[str] = []
