@@ -16,7 +16,7 @@ import yaml
 from convert.artifacts import sha256_bytes, sha256_file
 from convert.errors import RkverifyError
 from convert.recipe import LoadedRecipe
-from convert.rknn_build import Toolkit, _in_dir
+from convert.rknn_build import Toolkit, in_dir
 
 FLOAT = "float16"
 PROPOSAL_INPUTS = 4  # calibration inputs the toolkit's proposal search runs on
@@ -54,7 +54,7 @@ def hybrid_base(loaded: LoadedRecipe, onnx_path: Path, list_file: Path, work_dir
         dataset.write_text("".join(f"{list_file.parent / name}\n" for name in list_file.read_text().split()))
         toolkit = Toolkit(loaded, log_file, quantized=True)
         toolkit.load(onnx_path)
-        with _in_dir(folder):
+        with in_dir(folder):
             toolkit.call("hybrid_quantization_step1", "quantization.calibration", "check the calibration set",
                          lambda: toolkit.rknn.hybrid_quantization_step1(
                              dataset=str(dataset), proposal=proposal, proposal_dataset_size=PROPOSAL_INPUTS))

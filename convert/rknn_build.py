@@ -45,7 +45,7 @@ def known_failure(log_text: str, detail: str) -> tuple[str, str] | None:
 
 
 @contextlib.contextmanager
-def _in_dir(path: Path) -> Iterator[None]:
+def in_dir(path: Path) -> Iterator[None]:
     """rknn-toolkit2 resolves calibration list entries against the working directory."""
     previous = Path.cwd()
     os.chdir(path)
@@ -98,6 +98,16 @@ class Toolkit:
                                 f"{remedy} (toolkit log: {self.log_file})")
 
 
+def quantized_build(loaded: LoadedRecipe, onnx_path: Path, list_file: Path, log_file: Path) -> Toolkit:
+    """A live quantized build calibrated on `list_file` (not exported)."""
+    toolkit = Toolkit(loaded, log_file, quantized=True)
+    toolkit.load(onnx_path)
+    with in_dir(list_file.parent):
+        toolkit.call("build", "quantization.calibration", "check the calibration set and the log for the failing op",
+                     lambda: toolkit.rknn.build(do_quantization=True, dataset=str(list_file)))
+    return toolkit
+
+
 def build_rknn(loaded: LoadedRecipe, onnx_path: Path, source_sha256: str, list_file: Path | None,
                out_path: Path) -> RknnBuild:
     """Configure, load, build (quantized when `list_file` is given; with the recipe's
@@ -113,17 +123,12 @@ def build_rknn(loaded: LoadedRecipe, onnx_path: Path, source_sha256: str, list_f
     if float_layers:
         base = hybrid_base(loaded, onnx_path, list_file, out_path.parent / "hybrid", log_file)
         toolkit = hybrid_build(loaded, base, float_layers, log_file)
+    elif list_file is not None:
+        toolkit = quantized_build(loaded, onnx_path, list_file, log_file)
     else:
-        toolkit = Toolkit(loaded, log_file, quantized=list_file is not None)
+        toolkit = Toolkit(loaded, log_file, quantized=False)
         toolkit.load(onnx_path)
-        if list_file is not None:
-            with _in_dir(list_file.parent):
-                toolkit.call("build", "quantization.calibration",
-                             "check the calibration set and the log for the failing op",
-                             lambda: toolkit.rknn.build(do_quantization=True, dataset=str(list_file)))
-        else:
-            toolkit.call("build", "", "see the log for the op that failed",
-                         lambda: toolkit.rknn.build(do_quantization=False))
+        toolkit.call("build", "", "see the log for the op that failed", lambda: toolkit.rknn.build(do_quantization=False))
     build_seconds = time.perf_counter() - started
     with atomic_path(out_path) as tmp:
         toolkit.call("export_rknn", "", "check free disk space", lambda: toolkit.rknn.export_rknn(str(tmp)))

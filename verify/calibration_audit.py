@@ -13,7 +13,7 @@ import numpy as np
 from convert.pipeline import Artifacts
 from convert.preprocess import read_bgr
 from convert.recipe import LoadedRecipe
-from convert.rknn_build import Toolkit, _in_dir
+from convert.rknn_build import quantized_build
 from verify.runners import RknnRunner
 from verify.sensitivity import Measure, task_summary
 
@@ -67,12 +67,8 @@ def resampled_stability(loaded: LoadedRecipe, artifacts: Artifacts, measure: Mea
         with tempfile.TemporaryDirectory(prefix="rkverify-resample-") as scratch:
             listing = Path(scratch) / "dataset.txt"
             listing.write_text("".join(f"{artifacts.calibration_list.parent / n}\n" for n in subset))
-            toolkit = Toolkit(loaded, log_file, quantized=True)
+            toolkit = quantized_build(loaded, artifacts.onnx, listing, log_file)
             try:
-                toolkit.load(artifacts.onnx)
-                with _in_dir(Path(scratch)):
-                    toolkit.call("build", "quantization.calibration", "check the calibration set",
-                                 lambda: toolkit.rknn.build(do_quantization=True, dataset=str(listing)))
                 runner = RknnRunner(lambda: toolkit.rknn, loaded.recipe.outputs, "NCHW", log_file)
                 runner.activate()
                 runs.append(task_summary(measure(runner, f"resample-{index}-{'+'.join(subset)}", Path(scratch))))

@@ -21,7 +21,7 @@ from convert.recipe import Gates, LoadedRecipe
 from verify.gates import GATE_METRICS, evaluate_gates
 from verify.runners import RknnRunner
 
-COMPUTE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "FullyConnected", "DepthwiseConv"}
+COMPUTE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}  # op names as accuracy_analysis prints them
 MIN_GAIN_DB = 0.05  # below this a candidate's effect is build-to-build noise, not a recovery
 # gates a rebuilt variant can be measured on without a new accuracy_analysis
 LAYER_GATES = {"min_worst_layer_cosine"}
