@@ -14,8 +14,7 @@ from convert.pipeline import Artifacts
 from convert.preprocess import read_bgr
 from convert.recipe import LoadedRecipe
 from convert.rknn_build import quantized_build
-from verify.runners import RknnRunner
-from verify.sensitivity import Measure, task_summary
+from verify.sensitivity import Measure, measure_build, task_summary
 
 NEAR_DUPLICATE_BITS = 3  # of a 64-bit average hash: same scene, re-encoded or resized
 
@@ -68,12 +67,8 @@ def resampled_stability(loaded: LoadedRecipe, artifacts: Artifacts, measure: Mea
             listing = Path(scratch) / "dataset.txt"
             listing.write_text("".join(f"{artifacts.calibration_list.parent / n}\n" for n in subset))
             toolkit = quantized_build(loaded, artifacts.onnx, listing, log_file)
-            try:
-                runner = RknnRunner(lambda: toolkit.rknn, loaded.recipe.outputs, "NCHW", log_file)
-                runner.activate()
-                runs.append(task_summary(measure(runner, f"resample-{index}-{'+'.join(subset)}", Path(scratch))))
-            finally:
-                toolkit.rknn.release()
+            runs.append(task_summary(measure_build(loaded, toolkit, measure, f"resample-{index}-{'+'.join(subset)}",
+                                                   log_file)))
     keys = list(runs[0]) if runs else []
     return {"subset_size": max(1, len(names) // 2), "resamples": resamples, "runs": runs, "full": task_summary(full),
             "spread": {k: {"mean": float(np.mean([r[k] for r in runs])), "std": float(np.std([r[k] for r in runs])),

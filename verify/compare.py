@@ -48,6 +48,12 @@ def output_agreement(reference: np.ndarray, test: np.ndarray) -> dict[str, float
     }
 
 
+def agreement_per_input(names: list[str], reference: list[dict[str, np.ndarray]],
+                        test: list[dict[str, np.ndarray]]) -> list[dict[str, dict[str, float]]]:
+    """output_agreement of every named output, input by input."""
+    return [{n: output_agreement(r[n], t[n]) for n in names} for r, t in zip(reference, test)]
+
+
 def input_sensitivity(float_outputs: list[dict[str, np.ndarray]]) -> dict[str, float]:
     """Mean cosine between float outputs of *different* images, per output.
 

@@ -23,7 +23,7 @@ from convert.progress import step
 from convert.recipe import LoadedRecipe, Recipe
 from convert.toolkit_log import toolkit_output_to
 from verify import calibration_audit, detection, sensitivity
-from verify.compare import disagree, input_sensitivity, output_agreement
+from verify.compare import agreement_per_input, disagree, input_sensitivity
 from verify.gates import evaluate_gates, gate_dicts
 from verify.history import compare_runs, runs_of
 from verify.layers import run_accuracy_analysis
@@ -131,7 +131,7 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
                 with step(f"float16 build on the RKNN simulator, {len(images)} inputs", timings), active(fp16_runner):
                     fp16_out, _ = run_all(fp16_runner, images)
 
-        per_image = [{n: output_agreement(f[n], q[n]) for n in recipe.outputs} for f, q in zip(float_out, quant_out)]
+        per_image = agreement_per_input(recipe.outputs, float_out, quant_out)
         metrics: dict[str, Any] = {
             "recipe": recipe.name,
             "run_id": ident,
@@ -172,14 +172,14 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
             with step("preprocessing contract check (float model, alternative channel order / mean / std)", timings):
                 metrics["preprocess_check"] = check_preprocessing(loaded, artifacts.onnx, images)
         k = min(recipe.evaluate.layer_analysis_images, len(images))
+        layers = None
         if k:
             with step(f"per-layer accuracy_analysis on {k} images", timings):
-                metrics["layers"] = layer_metrics(artifacts, recipe, images[:k], run_dir, log_file)
-        if recipe.analysis.sensitivity_layers and k and recipe.target.runtime == "simulator":
+                metrics["layers"], layers = layer_metrics(artifacts, recipe, images[:k], run_dir, log_file)
+        if recipe.analysis.sensitivity_layers and layers is not None and recipe.target.runtime == "simulator":
             with step(f"sensitivity: {recipe.analysis.sensitivity_layers} layers in float16, one at a time"
                       + (" + proposed fix" if recipe.analysis.propose_fix else ""), timings), active(*float_side):
-                metrics["sensitivity"] = sensitivity.analyse(loaded, artifacts, pd.read_csv(run_dir / "layers.csv",
-                                                             dtype={"layer": str}), metrics, measure, log_file)
+                metrics["sensitivity"] = sensitivity.analyse(loaded, artifacts, layers, metrics, measure, log_file)
         board_out = None
         if recipe.target.runtime == "board":
             with step(f"quantized on board {recipe.target.device_id or ''}", timings):
@@ -213,8 +213,7 @@ def variant_measure(loaded: LoadedRecipe, artifacts: Artifacts, images: list[Pre
 
     def measure(runner: Runner, variant: str, scratch: Path) -> dict[str, Any]:
         out, _ = run_all(runner, images)
-        per_image = [{n: output_agreement(f[n], q[n]) for n in recipe.outputs} for f, q in zip(float_out, out)]
-        metrics: dict[str, Any] = {"outputs": summarise_outputs(per_image)}
+        metrics: dict[str, Any] = {"outputs": summarise_outputs(agreement_per_input(recipe.outputs, float_out, out))}
         if recipe.evaluate.task == "detection":
             metrics["detection"] = detection_metrics(loaded, images, float_out, out, scratch)
         if recipe.evaluate.verification is not None:
@@ -258,28 +257,31 @@ def board_metrics(artifacts: Artifacts, recipe: Recipe, images: list[PreparedIma
         with toolkit_output_to(log_file):
             perf = runner.rknn.eval_perf(is_print=False)
             memory = runner.rknn.eval_memory(is_print=False)
-    per_image = [{n: output_agreement(s[n], b[n]) for n in recipe.outputs} for s, b in zip(simulator_out, board_out)]
+    per_image = agreement_per_input(recipe.outputs, simulator_out, board_out)
     return {"device_id": recipe.target.device_id, "outputs_vs_simulator": summarise_outputs(per_image),
             "host_ms_per_image": round(board_s * 1e3, 2), "eval_perf": perf, "eval_memory": memory}, board_out
 
 
 def layer_metrics(artifacts: Artifacts, recipe: Recipe, images: list[PreparedImage], run_dir: Path,
-                  log_file: Path) -> dict[str, Any]:
-    """accuracy_analysis on `images` (on the board too when the recipe targets one); writes layers.csv."""
+                  log_file: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    """accuracy_analysis on `images` (on the board too when the recipe targets one); writes layers.csv.
+    Returns the summary for metrics.json and the whole table."""
     on_board = recipe.target.runtime == "board"
     layers = run_accuracy_analysis(artifacts.rknn.rknn, [im.pixels for im in images], run_dir / "accuracy_analysis",
                                    log_file, target=recipe.target.platform if on_board else None,
                                    device_id=recipe.target.device_id,
                                    with_tensor_stats=recipe.analysis.layer_tensor_stats)
     layers.to_csv(run_dir / "layers.csv", index=False)
-    flagged = layers[layers["cos_norm_disagree"] == True] if "cos_norm_disagree" in layers else layers.iloc[:0]  # noqa: E712
-    return {"count": len(layers), "images": len(images),
+    # NaN where a layer had no dump to read: eq(True) leaves it unflagged
+    flagged = layers[layers["cos_norm_disagree"].eq(True)] if "cos_norm_disagree" in layers else layers.iloc[:0]
+    summary = {"count": len(layers), "images": len(images),
             "cos_norm_disagree": flagged.to_dict(orient="records"),
             "tensor_stats": "cos_norm_disagree" in layers,
             "worst_single_cos": float(layers["single_cos_worst"].min()),
             "worst_entire_cos": float(layers["entire_cos_worst"].min()),
             "worst_single_sim_cos": float(layers["single_sim_cos_worst"].min()) if on_board else None,
             "worst10": layers.nsmallest(10, "single_cos_worst").to_dict(orient="records")}
+    return summary, layers
 
 
 def stage_attribution(recipe: Recipe, chain: list[tuple[str, list[dict]]]) -> dict[str, Any]:
@@ -290,8 +292,7 @@ def stage_attribution(recipe: Recipe, chain: list[tuple[str, list[dict]]]) -> di
     """
     stages = []
     for (before, a), (after, b) in zip(chain, chain[1:]):
-        per_image = [{n: output_agreement(x[n], y[n]) for n in recipe.outputs} for x, y in zip(a, b)]
-        outputs = summarise_outputs(per_image)
+        outputs = summarise_outputs(agreement_per_input(recipe.outputs, a, b))
         stages.append({"from": before, "to": after, "outputs": outputs,
                        "cosine_loss": max(1 - o["cosine"]["mean"] for o in outputs.values())})
     worst = max(stages, key=lambda st: st["cosine_loss"])

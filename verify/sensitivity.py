@@ -18,6 +18,7 @@ from convert.hybrid import HybridBase, hybrid_base, hybrid_build, proposed_layer
 from convert.pipeline import Artifacts
 from convert.errors import RkverifyError
 from convert.recipe import Gates, LoadedRecipe
+from convert.rknn_build import Toolkit
 from verify.gates import GATE_METRICS, evaluate_gates
 from verify.runners import RknnRunner
 
@@ -56,14 +57,15 @@ def goal_of(loaded: LoadedRecipe) -> Gates:
     return goal.model_copy(update={name: None for name in LAYER_GATES})
 
 
-def _measure_variant(loaded: LoadedRecipe, base: HybridBase, layers: list[str], measure: Measure,
-                     log_file: Path, size: bool = False) -> dict[str, Any]:
-    toolkit = hybrid_build(loaded, base, layers, log_file)
+def measure_build(loaded: LoadedRecipe, toolkit: Toolkit, measure: Measure, variant: str, log_file: Path,
+                  size: bool = False) -> dict[str, Any]:
+    """Measure a live rebuilt variant on the simulator like the run itself, then release it;
+    with `size`, also what its exported .rknn weighs."""
     try:
         runner = RknnRunner(lambda: toolkit.rknn, loaded.recipe.outputs, "NCHW", log_file)
         runner.activate()
         with tempfile.TemporaryDirectory(prefix="rkverify-variant-") as scratch:
-            metrics = measure(runner, "hybrid-" + "+".join(sorted(layers)), Path(scratch))
+            metrics = measure(runner, variant, Path(scratch))
             if size:  # what the .rknn would weigh (the user builds it from the pasted block)
                 exported = Path(scratch) / "variant.rknn"
                 toolkit.call("export_rknn", "", "check free disk space",
@@ -72,6 +74,12 @@ def _measure_variant(loaded: LoadedRecipe, base: HybridBase, layers: list[str], 
         return metrics
     finally:
         toolkit.rknn.release()
+
+
+def _measure_variant(loaded: LoadedRecipe, base: HybridBase, layers: list[str], measure: Measure,
+                     log_file: Path, size: bool = False) -> dict[str, Any]:
+    return measure_build(loaded, hybrid_build(loaded, base, layers, log_file), measure,
+                         "hybrid-" + "+".join(sorted(layers)), log_file, size)
 
 
 def _item(rows: pd.DataFrame) -> tuple[str, list[str], float]:
