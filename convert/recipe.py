@@ -161,7 +161,10 @@ class Verification(Strict):
     full_pipeline: bool = Field(False, description="quantized run aligns with the quantized detector")
     center_crop_fraction: float = Field(0.55, gt=0, le=1, description="crop side / image side (center_crop)")
     flip: bool = Field(True, description="add the horizontally flipped face's embedding")
-    folds: int = Field(10, ge=2, description="folds of pairs built from a folder without pairs.txt")
+    folds: int = Field(10, ge=2, description="folds of pairs built from a folder without pairs.txt "
+                       "(with pairs.txt the folds are View 2's)")
+    max_folds: int | None = Field(None, ge=1, description="evaluate only the first N complete folds (quick "
+                                  "looks, CI); the report says which were left out. None: every complete fold")
     far: float = Field(1e-3, gt=0, lt=1, description="false accept rate for VAL@FAR")
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from convert.errors import RkverifyError
@@ -22,6 +22,16 @@ class PairSet:
     folds_total: int
     folds_used: list[int]
     source: str  # "pairs.txt" or "built from folder"
+    folds_incomplete: list[int] = field(default_factory=list)  # left out: images missing
+    folds_skipped: list[int] = field(default_factory=list)  # complete, left out by max_folds
+
+    def first_folds(self, count: int | None) -> "PairSet":
+        """Only the first `count` used folds (None: all)."""
+        if count is None or count >= len(self.folds_used):
+            return self
+        keep = self.folds_used[:count]
+        return PairSet([p for p in self.pairs if p.fold in keep], self.folds_total, keep, self.source,
+                       self.folds_incomplete, self.folds_used[count:])
 
 
 def image_path(root: Path, name: str, number: int) -> Path:
@@ -48,7 +58,7 @@ def read_pairs(root: Path, pairs_file: Path) -> PairSet:
     if len(body) != folds * 2 * per_fold:
         raise RkverifyError(pairs_file, "evaluate.verification.dataset.pairs",
                             f"expected {folds * 2 * per_fold} pair lines, found {len(body)}", "use an unmodified pairs.txt")
-    pairs, used = [], []
+    pairs, used, incomplete = [], [], []
     for fold in range(folds):
         chunk = body[fold * 2 * per_fold:(fold + 1) * 2 * per_fold]
         fold_pairs = []
@@ -62,7 +72,9 @@ def read_pairs(root: Path, pairs_file: Path) -> PairSet:
         if all(p.first.is_file() and p.second.is_file() for p in fold_pairs):
             pairs.extend(fold_pairs)
             used.append(fold)
-    return PairSet(pairs, folds, used, "pairs.txt")
+        else:
+            incomplete.append(fold)
+    return PairSet(pairs, folds, used, "pairs.txt", incomplete)
 
 
 def build_pairs(root: Path, folds: int) -> PairSet:

@@ -52,7 +52,7 @@ def choose_pairs(cfg: Verification, where: Path) -> tuple[PairSet, str, Path]:
         if not pair_set.pairs:
             raise RkverifyError(where, "evaluate.verification.dataset", f"no complete fold in {root}",
                                 "give the folder every image its pairs file names")
-        return pair_set, dataset.name, root
+        return pair_set.first_folds(cfg.max_folds), dataset.name, root
     raise RkverifyError(where, "evaluate.verification.dataset.root", "no images in the dataset (or fallback) folder",
                         "put LFW (<Name>/<Name>_0001.jpg) there, or pass --set evaluate.verification.dataset.root=DIR")
 
@@ -119,6 +119,17 @@ def embed_all(runner: Runner, recipe: Recipe, crops: dict[Path, np.ndarray], fli
     return final, raw, (computed / seconds if seconds else float("nan"))
 
 
+SUBFOLDS = 10  # a single evaluated fold is split this way so a threshold is never tuned on its own test pairs
+
+
+def protocol_folds(pair_set: PairSet) -> np.ndarray:
+    """Fold of each pair for the threshold protocol: View 2's, or interleaved sub-folds of a lone fold."""
+    folds = np.array([p.fold for p in pair_set.pairs])
+    if len(np.unique(folds)) == 1:
+        return np.arange(len(folds)) % SUBFOLDS
+    return folds
+
+
 def save_thumbnail(crop: np.ndarray, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out), crop)
@@ -148,7 +159,7 @@ def verification_metrics(loaded: LoadedRecipe, float_runner: Runner, quant_runne
                                                 VectorCache(cache_dir / f"embeddings-quant-{quant_key[:16]}.npz"))
 
     same = np.array([p.same for p in pair_set.pairs])
-    folds = np.array([p.fold for p in pair_set.pairs])
+    folds = protocol_folds(pair_set)
 
     def distances(emb: dict[Path, np.ndarray]) -> np.ndarray:
         return squared_distance(np.stack([emb[p.first] for p in pair_set.pairs]),
