@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import rkverify
+from tests.conftest import CI_VERIFICATION
 from convert.artifacts import sha256_file
 from convert.preprocess import prepare, resolve_images
 from convert.recipe import PROJECT_ROOT, load_recipe
@@ -41,7 +42,8 @@ def test_hybrid_block_rebuilds_to_the_figure_the_analysis_measured(fresh_run, tm
     """Pasting a ranked block into quantization.hybrid reproduces the measured output cosine."""
     top = metrics_of(fresh_run(RECOGNIZER))["sensitivity"]["ranking"][0]
     run_dir = rkverify.run(RECOGNIZER, {"quantization.hybrid.float_layers": top["float_layers"],
-                                        "analysis.sensitivity_layers": 0, "analysis.calibration_resamples": 0},
+                                        "analysis.sensitivity_layers": 0, "analysis.calibration_resamples": 0}
+                           | CI_VERIFICATION,
                            reports_dir=tmp_path)
     metrics = metrics_of(run_dir)
     worst = min(o["cosine"]["mean"] for o in metrics["outputs"].values())

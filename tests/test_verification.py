@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import rkverify
+from tests.conftest import CI_VERIFICATION
 from convert.recipe import PROJECT_ROOT
 from verify.lfw import build_pairs, has_images, read_pairs
 from verify.verification_metrics import kfold_accuracy, roc_auc, squared_distance, val_at_far, verification_report
@@ -72,7 +73,7 @@ def test_recognizer_on_real_faces(fresh_run) -> None:
 
 def test_unchanged_recipe_recomputes_no_embedding(fresh_run, tmp_path: Path) -> None:
     fresh_run("arcface-mobilefacenet")  # fills the caches
-    run_dir = rkverify.run("arcface-mobilefacenet", reports_dir=tmp_path)
+    run_dir = rkverify.run("arcface-mobilefacenet", CI_VERIFICATION, reports_dir=tmp_path)
     speed = json.loads((run_dir / "metrics.json").read_text())["verification"]["images_per_second"]
     assert math.isnan(speed["float"]) and math.isnan(speed["simulator"]), "every embedding should come from the cache"
 
