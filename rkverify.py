@@ -57,14 +57,17 @@ def convert_all(recipe: str, overrides: dict[str, object] | None = None
     return loaded, convert_recipe(loaded), detector
 
 
-def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Path = REPORTS_DIR) -> Path:
-    """Convert and verify one recipe; return the run directory."""
+def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Path = REPORTS_DIR,
+        workers: int | None = None) -> Path:
+    """Convert and verify one recipe; return the run directory. Dataset-sized work runs on
+    `workers` processes (default: one per core)."""
     from convert.pipeline import release
     from verify.evaluation import verify_artifacts
+    from verify.workers import default_workers
 
     loaded, artifacts, detector = convert_all(recipe, overrides)
     try:
-        return verify_artifacts(loaded, artifacts, reports_dir, detector)
+        return verify_artifacts(loaded, artifacts, reports_dir, detector, workers or default_workers())
     finally:
         release(artifacts)
         if detector is not None:
@@ -74,18 +77,18 @@ def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Pa
 def with_aligned_calibration(loaded: LoadedRecipe, recipe: str, overrides: dict[str, object],
                              detector: tuple[LoadedRecipe, Artifacts]) -> LoadedRecipe:
     """The recipe with its calibration photos replaced by their aligned faces."""
-    from verify.evaluation import detectors
+    from verify.evaluation import detector_of, shared_cache
     from verify.recognition import aligned_calibration
 
     _, detector_artifacts = detector
-    float_detector, _ = detectors(detector, detector_artifacts.rknn.path.with_suffix(".log"))
-    float_detector.runner.activate()
+    aligner = detector_of(detector, detector_artifacts.rknn.path.with_suffix(".log"))
+    assert aligner is not None and aligner.float.live is not None
+    aligner.float.live.activate()
     try:
         with step("align calibration faces", None):
-            folder = aligned_calibration(loaded, float_detector, PROJECT_ROOT / "calib_data",
-                                         detector_artifacts.model_dir / "cache")
+            folder = aligned_calibration(loaded, aligner, PROJECT_ROOT / "calib_data", shared_cache(detector_artifacts))
     finally:
-        float_detector.runner.deactivate()
+        aligner.float.live.deactivate()
     images = [{"dir": str(folder), "glob": "*.png"}]
     return load_recipe(recipe, {**overrides, "quantization.calibration.images": images,
                                 "quantization.calibration.align_with": None})
@@ -101,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument("--target", metavar="PLATFORM", help="run the quantized model on this board (e.g. rk3588)")
     run_cmd.add_argument("--device-id", help="adb serial of the board (see 'adb devices')")
     run_cmd.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where run folders go")
+    run_cmd.add_argument("--workers", type=int, metavar="N",
+                         help="worker processes for dataset-sized work (default: one per core)")
     render_cmd = sub.add_parser("render", help="re-render report.html of a run from its data")
     render_cmd.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
@@ -113,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = parse_overrides(args.overrides)
         if args.target:
             overrides |= {"target.platform": args.target, "target.runtime": "board", "target.device_id": args.device_id}
-        run_dir = run(args.recipe, overrides, args.reports)
+        run_dir = run(args.recipe, overrides, args.reports, args.workers)
     except RkverifyError as exc:
         print(f"rkverify: error: {exc}", file=sys.stderr)
         return 2

@@ -14,6 +14,9 @@ class RkverifyError(Exception):
         self.fix = fix
         super().__init__(str(self))
 
+    def __reduce__(self) -> tuple:  # picklable, so a worker process can hand it back whole
+        return (type(self), (self.where, self.field, self.problem, self.fix))
+
     def __str__(self) -> str:
         field = f" [{self.field}]" if self.field else ""
         return f"{self.where}{field}: {self.problem}. Fix: {self.fix}"

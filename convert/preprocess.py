@@ -44,12 +44,30 @@ def resolve_images(sources: list[ImageSource], where: Path, field: str) -> list[
                     continue
                 raise RkverifyError(where, f"{field}.{index}.dir", f"folder {root} does not exist",
                                     "create it with your images, or mark the source 'optional: true'")
-        found.extend(p for p in sorted(root.glob(src.glob)) if p.suffix.lower() in IMAGE_SUFFIXES)
+        images = [p for p in sorted(root.glob(src.glob)) if p.suffix.lower() in IMAGE_SUFFIXES]
+        if src.not_in_pairs:
+            pairs_file = (PROJECT_ROOT / src.not_in_pairs).resolve()
+            if not pairs_file.is_file():
+                if src.optional:
+                    continue
+                raise RkverifyError(where, f"{field}.{index}.not_in_pairs", f"{pairs_file} does not exist",
+                                    "point it at the dataset's pairs.txt")
+            named = people_in_pairs(pairs_file)
+            images = [p for p in images if p.parent.name not in named]
+        found.extend(images)
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
         raise RkverifyError(where, field, "no images found in any source",
                             "put .jpg/.png face images in a listed folder (see README: 'Your own data')")
     return unique
+
+
+def people_in_pairs(pairs_file: Path) -> set[str]:
+    """Every person a View 2 pairs file names (lines 'name i j' or 'name1 i name2 j')."""
+    named = set()
+    for fields in (line.split() for line in pairs_file.read_text().splitlines()[1:]):
+        named.update(fields[0::2] if len(fields) == 4 else fields[:1])
+    return named
 
 
 def read_bgr(path: Path) -> np.ndarray:

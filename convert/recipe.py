@@ -49,6 +49,8 @@ class ImageSource(Strict):
     dir: str | None = None
     glob: str = "*.jpg"
     optional: bool = Field(False, description="skip silently when the folder or package is absent")
+    not_in_pairs: str | None = Field(None, description="a pairs.txt (LFW View 2): leave out the people it "
+                                     "names, so these images can never be in an evaluated pair")
 
     @model_validator(mode="after")
     def _one_origin(self) -> "ImageSource":
@@ -159,6 +161,9 @@ class Verification(Strict):
     faces: Literal["align", "center_crop"] = "align"
     detector: str = Field("retinaface", description="recipe whose detector finds and aligns faces")
     full_pipeline: bool = Field(False, description="quantized run aligns with the quantized detector")
+    face_choice: Literal["central", "largest", "score"] = Field(
+        "central", description="which detected face a photo is labelled with: LFW labels the face nearest the "
+        "image centre; 'largest' suits portraits; 'score' the most confident detection")
     center_crop_fraction: float = Field(0.55, gt=0, le=1, description="crop side / image side (center_crop)")
     flip: bool = Field(True, description="add the horizontally flipped face's embedding")
     folds: int = Field(10, ge=2, description="folds of pairs built from a folder without pairs.txt "
@@ -166,6 +171,9 @@ class Verification(Strict):
     max_folds: int | None = Field(None, ge=1, description="evaluate only the first N complete folds (quick "
                                   "looks, CI); the report says which were left out. None: every complete fold")
     far: float = Field(1e-3, gt=0, lt=1, description="false accept rate for VAL@FAR")
+    analysis_pairs: int = Field(600, ge=20, description="analyses (calibration resamples, hybrid candidates, fix "
+                                "steps) measure verification on this fixed, seeded subset of pairs; only the "
+                                "proposed fix is re-measured on every pair")
 
 
 class Evaluate(Strict):

@@ -108,27 +108,35 @@ def quantized_build(loaded: LoadedRecipe, onnx_path: Path, list_file: Path, log_
     return toolkit
 
 
+def live_build(loaded: LoadedRecipe, onnx_path: Path, list_file: Path | None, log_file: Path) -> Toolkit:
+    """A live build, not exported: quantized on `list_file` (with the recipe's hybrid float layers,
+    if any), or float16 without one. Worker processes call this to simulate in-process."""
+    from convert.hybrid import hybrid_base, hybrid_build
+
+    float_layers = loaded.recipe.quantization.hybrid.float_layers if list_file is not None else []
+    if float_layers:
+        assert list_file is not None
+        base = hybrid_base(loaded, onnx_path, list_file, onnx_path.parent / "hybrid", log_file)
+        return hybrid_build(loaded, base, float_layers, log_file)
+    if list_file is not None:
+        return quantized_build(loaded, onnx_path, list_file, log_file)
+    toolkit = Toolkit(loaded, log_file, quantized=False)
+    toolkit.load(onnx_path)
+    toolkit.call("build", "", "see the log for the op that failed", lambda: toolkit.rknn.build(do_quantization=False))
+    return toolkit
+
+
 def build_rknn(loaded: LoadedRecipe, onnx_path: Path, source_sha256: str, list_file: Path | None,
                out_path: Path) -> RknnBuild:
     """Configure, load, build (quantized when `list_file` is given; with the recipe's
     quantization.hybrid float layers, if any) and export to `out_path`."""
-    from convert.hybrid import hybrid_base, hybrid_build
-
     recipe = loaded.recipe
     quant = recipe.quantization
     log_file = out_path.with_suffix(".build.log")
     log_file.unlink(missing_ok=True)
     started = time.perf_counter()
     float_layers = quant.hybrid.float_layers if list_file is not None else []
-    if float_layers:
-        base = hybrid_base(loaded, onnx_path, list_file, out_path.parent / "hybrid", log_file)
-        toolkit = hybrid_build(loaded, base, float_layers, log_file)
-    elif list_file is not None:
-        toolkit = quantized_build(loaded, onnx_path, list_file, log_file)
-    else:
-        toolkit = Toolkit(loaded, log_file, quantized=False)
-        toolkit.load(onnx_path)
-        toolkit.call("build", "", "see the log for the op that failed", lambda: toolkit.rknn.build(do_quantization=False))
+    toolkit = live_build(loaded, onnx_path, list_file, log_file)
     build_seconds = time.perf_counter() - started
     with atomic_path(out_path) as tmp:
         toolkit.call("export_rknn", "", "check free disk space", lambda: toolkit.rknn.export_rknn(str(tmp)))

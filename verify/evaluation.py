@@ -6,6 +6,8 @@ end, so a failed run never leaves a half report and never touches earlier runs.
 from __future__ import annotations
 
 import contextlib
+import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,7 +22,7 @@ from convert.pipeline import Artifacts
 from convert.rknn_build import RknnBuild
 from convert.preprocess import PreparedImage, prepare, resolve_images
 from convert.progress import step
-from convert.recipe import LoadedRecipe, Recipe
+from convert.recipe import FLOAT16, LoadedRecipe, Recipe
 from convert.toolkit_log import toolkit_output_to
 from verify import calibration_audit, detection, sensitivity
 from verify.compare import agreement_per_input, disagree, input_sensitivity
@@ -28,9 +30,10 @@ from verify.gates import evaluate_gates, gate_dicts
 from verify.history import compare_runs, runs_of
 from verify.layers import run_accuracy_analysis
 from verify.preprocess_check import check_preprocessing
-from verify.recognition import Detector, verification_metrics
+from verify.cache import CACHE_DIR_NAME
+from verify.recognition import Detector, FacePass, Model, choose_pairs, pair_subset, verification_metrics
 from verify.report import draw_overlay, render_index, render_report
-from verify.runners import OnnxRuntimeRunner, RknnRunner, Runner, board_loader
+from verify.runners import OnnxRuntimeRunner, OnnxSpec, RknnRunner, Runner, SimulatorSpec, board_loader
 
 
 REGRESSION_TOLERANCE = 0.005  # a cosine drop larger than this against the previous run is flagged
@@ -68,14 +71,33 @@ def rknn_runner(build: RknnBuild, recipe: Recipe, log_file: Path) -> RknnRunner:
     return RknnRunner(lambda: build.rknn, recipe.outputs, recipe.model_input.layout, log_file=log_file)
 
 
-def detectors(detector: tuple[LoadedRecipe, Artifacts] | None, log_file: Path) -> tuple[Detector | None, Detector | None]:
+def quantized_spec(loaded: LoadedRecipe, artifacts: Artifacts) -> SimulatorSpec:
+    """How a worker process rebuilds the run's quantized model (float16 recipes: no calibration)."""
+    quantized = loaded.recipe.quantization.dtype != FLOAT16
+    return SimulatorSpec(loaded, artifacts.onnx, artifacts.calibration_list if quantized else None)
+
+
+def recognizer_models(loaded: LoadedRecipe, artifacts: Artifacts, float_runner: Runner,
+                      quant_runner: Runner) -> dict[str, Model]:
+    return {"float": Model(artifacts.float_key, OnnxSpec(artifacts.onnx, loaded.recipe), float_runner),
+            "quantized": Model(artifacts.quant_key, quantized_spec(loaded, artifacts), quant_runner)}
+
+
+def detector_of(detector: tuple[LoadedRecipe, Artifacts] | None, log_file: Path) -> Detector | None:
+    """The aligning detector's float (ONNX Runtime) and quantized (simulator) models, not yet active."""
     if detector is None:
-        return None, None
+        return None
     loaded, artifacts = detector
     recipe = loaded.recipe
     float_runner = OnnxRuntimeRunner(artifacts.onnx, recipe.model_input, recipe.preprocess)
-    return (Detector(recipe, float_runner, artifacts.float_key),
-            Detector(recipe, rknn_runner(artifacts.rknn, recipe, log_file), artifacts.quant_key))
+    return Detector(recipe, Model(artifacts.float_key, OnnxSpec(artifacts.onnx, recipe), float_runner),
+                    Model(artifacts.quant_key, quantized_spec(loaded, artifacts),
+                          rknn_runner(artifacts.rknn, recipe, log_file)))
+
+
+def shared_cache(artifacts: Artifacts) -> Path:
+    """models/cache/: detections and embeddings keyed by content, shared by every recipe."""
+    return artifacts.model_dir.parent / CACHE_DIR_NAME
 
 
 def summarise_outputs(per_image: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:
@@ -90,8 +112,9 @@ def summarise_outputs(per_image: list[dict[str, dict[str, float]]]) -> dict[str,
 
 
 def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Path,
-                     detector: tuple[LoadedRecipe, Artifacts] | None = None) -> Path:
-    """Measure one recipe's artifacts; `detector` (recipe, artifacts) aligns faces for recognizers."""
+                     detector: tuple[LoadedRecipe, Artifacts] | None = None, workers: int = 1) -> Path:
+    """Measure one recipe's artifacts; `detector` (recipe, artifacts) aligns faces for recognizers;
+    dataset-sized work runs on `workers` processes."""
     recipe = loaded.recipe
     started = time.perf_counter()
     timings = dict(artifacts.timings)
@@ -101,15 +124,18 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
         log_file = run_dir / "toolkit.log"
         float_runner = OnnxRuntimeRunner(artifacts.onnx, recipe.model_input, recipe.preprocess)
         quant_runner = rknn_runner(artifacts.rknn, recipe, log_file)
-        float_detector, quant_detector = detectors(detector, log_file)
+        aligner = detector_of(detector, log_file)
+        detector_runners = [aligner.float.live, aligner.quantized.live] if aligner else []
+        face_pass = None
         verification = None
-        with active(float_runner, quant_runner, *(d.runner for d in (float_detector, quant_detector) if d)):
+        with active(float_runner, quant_runner, *detector_runners):
             if recipe.evaluate.task == "recognition":
+                face_pass = FacePass(loaded, recognizer_models(loaded, artifacts, float_runner, quant_runner),
+                                     aligner, shared_cache(artifacts), log_file, workers)
                 with step("face verification, float vs quantized", timings):
-                    verification, faces = verification_metrics(
-                        loaded, float_runner, quant_runner, float_detector, quant_detector,
-                        artifacts.float_key, artifacts.quant_key, artifacts.model_dir / "cache", run_dir)
-                images = faces[: recipe.evaluate.count]
+                    verification, images = verification_metrics(loaded, face_pass, run_dir,
+                                                                faces_for_drift=recipe.evaluate.count,
+                                                                calibration=artifacts.calibration)
             else:
                 with step("prepare eval images", timings):
                     found = resolve_images(recipe.evaluate.images, loaded.path, "evaluate.images")
@@ -161,8 +187,8 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
 
         metrics["calibration"]["audit"] = calibration_audit.audit(loaded, artifacts.calibration)
         # rebuilt variants (calibration resamples, hybrid candidates) are measured like the run itself
-        measure = variant_measure(loaded, artifacts, images, float_out, float_runner, float_detector, quant_detector)
-        float_side = [float_runner] + [d.runner for d in (float_detector, quant_detector) if d]
+        measure = variant_measure(loaded, images, float_out, face_pass)
+        float_side = [float_runner, *detector_runners]
         if recipe.analysis.calibration_resamples and recipe.target.runtime == "simulator":
             with step(f"calibration stability: {recipe.analysis.calibration_resamples} builds on random halves",
                       timings), active(*float_side):
@@ -179,7 +205,9 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
         if recipe.analysis.sensitivity_layers and layers is not None and recipe.target.runtime == "simulator":
             with step(f"sensitivity: {recipe.analysis.sensitivity_layers} layers in float16, one at a time"
                       + (" + proposed fix" if recipe.analysis.propose_fix else ""), timings), active(*float_side):
-                metrics["sensitivity"] = sensitivity.analyse(loaded, artifacts, layers, metrics, measure, log_file)
+                whole_set = fix_on_every_pair(loaded, artifacts, face_pass, run_dir) if face_pass else None
+                metrics["sensitivity"] = sensitivity.analyse(loaded, artifacts, layers, metrics, measure, log_file,
+                                                             whole_set)
         board_out = None
         if recipe.target.runtime == "board":
             with step(f"quantized on board {recipe.target.device_id or ''}", timings):
@@ -205,24 +233,46 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
     return final
 
 
-def variant_measure(loaded: LoadedRecipe, artifacts: Artifacts, images: list[PreparedImage], float_out: list[dict],
-                    float_runner: Runner, float_detector: Detector | None,
-                    quant_detector: Detector | None) -> sensitivity.Measure:
-    """How a rebuilt variant (e.g. hybrid) is measured: the same inputs and task figures as the run."""
+def variant_measure(loaded: LoadedRecipe, images: list[PreparedImage], float_out: list[dict],
+                    face_pass: FacePass | None) -> sensitivity.Measure:
+    """How a rebuilt variant (e.g. hybrid) is measured: the run's inputs and task figures, verification
+    on the recipe's fixed subset of pairs (analyses rank many variants: they must not each cost a
+    whole dataset)."""
     recipe = loaded.recipe
+    cfg = recipe.evaluate.verification
+    subset = pair_subset(choose_pairs(cfg, loaded.path)[0], cfg.analysis_pairs) if cfg and face_pass else None
 
     def measure(runner: Runner, variant: str, scratch: Path) -> dict[str, Any]:
         out, _ = run_all(runner, images)
         metrics: dict[str, Any] = {"outputs": summarise_outputs(agreement_per_input(recipe.outputs, float_out, out))}
         if recipe.evaluate.task == "detection":
             metrics["detection"] = detection_metrics(loaded, images, float_out, out, scratch)
-        if recipe.evaluate.verification is not None:
-            metrics["verification"], _ = verification_metrics(
-                loaded, float_runner, runner, float_detector, quant_detector, artifacts.float_key,
-                sha256_bytes(f"{artifacts.quant_key}:{variant}".encode()), artifacts.model_dir / "cache", scratch)
+        if face_pass is not None:
+            key = sha256_bytes(f"{face_pass.recognizers['quantized'].key}:{variant}".encode())
+            variant_pass = face_pass.with_quantized(Model(key, None, runner))
+            metrics["verification"], _ = verification_metrics(loaded, variant_pass, scratch, subset)
         return metrics
 
     return measure
+
+
+def fix_on_every_pair(loaded: LoadedRecipe, artifacts: Artifacts, face_pass: FacePass,
+                      run_dir: Path) -> sensitivity.WholeSet:
+    """Verification of a hybrid variant on every pair, its builds and embeddings in the workers."""
+
+    def whole_set(float_layers: list[str]) -> dict[str, Any]:
+        recipe = loaded.recipe
+        quantization = recipe.quantization.model_copy(
+            update={"hybrid": recipe.quantization.hybrid.model_copy(update={"float_layers": float_layers})})
+        variant = loaded.model_copy(update={"recipe": recipe.model_copy(update={"quantization": quantization})})
+        key = sha256_bytes(json.dumps([face_pass.recognizers["quantized"].key, sorted(float_layers)]).encode())
+        model = Model(key, SimulatorSpec(variant, artifacts.onnx, artifacts.calibration_list))
+        with tempfile.TemporaryDirectory(prefix="rkverify-fix-") as scratch:
+            figures, _ = verification_metrics(variant, face_pass.with_quantized(model), Path(scratch))
+        return {k: figures[k] for k in ("quantized", "accuracy_drop", "quantized_accuracy_at_float_threshold",
+                                        "embedding_drift", "pass")} | {"flipped_pairs": len(figures["flipped_pairs"])}
+
+    return whole_set
 
 
 def detection_metrics(loaded: LoadedRecipe, images: list[PreparedImage], float_out: list[dict],

@@ -1,39 +1,70 @@
-"""Face verification, float vs quantized: faces prepared, embeddings (cached), protocol, flips.
+"""Face verification, float vs quantized: faces found once, embeddings cached, protocol, flips.
 
 The float recognizer sees faces aligned by the float detector; the quantized recognizer sees
 the same faces, or (full_pipeline) faces aligned by the quantized detector, as on a device.
+Detections are cached per (detector artifact, image content) in models/cache/ and shared by
+every recipe that aligns with that detector; embeddings per (recognizer artifact, alignment,
+image content). What is missing is computed by worker processes (verify/face_pass.py).
 """
 from __future__ import annotations
 
+import json
+import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
+import pandas as pd
 
 from convert.artifacts import atomic_dir, sha256_bytes, sha256_file
 from convert.errors import RkverifyError
-from convert.preprocess import PreparedImage, prepare, prepare_array, read_bgr, resolve_images
+from convert.preprocess import PreparedImage, prepare_array, read_bgr, resolve_images
+from convert.progress import step
 from convert.recipe import PROJECT_ROOT, LoadedRecipe, Recipe, Verification
-from verify import detection
-from verify.align import align, center_crop, main_face
 from verify.cache import VectorCache
 from verify.compare import cosine
+from verify.face_pass import FaceSettings, PassJob, PassResult, run_job
+from verify.faces import face_crop
+from verify.report import PAIRS_CSV
 from verify.lfw import PairSet, build_pairs, has_images, read_pairs
-from verify.runners import Runner
+from verify.runners import Runner, RunnerSpec
 from verify.verification_metrics import accuracy_at, best_threshold, squared_distance, verification_report
+from verify.workers import map_units, shards, threads_per_worker
+
+SUBFOLDS = 10  # a single evaluated fold is split this way so a threshold is never tuned on its own test pairs
+SOURCES = "sources.json"  # beside aligned calibration faces: the photo each face came from
 
 
-@dataclass
+@dataclass(frozen=True)
+class Model:
+    """A model the face pass may run: `key` names what its outputs depend on (for caches),
+    `spec` lets a worker process make it, `live` is an active runner of this process, if any."""
+
+    key: str
+    spec: RunnerSpec | None  # None: runs only in this process (e.g. a hybrid variant under analysis)
+    live: Runner | None = None
+
+
+@dataclass(frozen=True)
 class Detector:
-    """A detector recipe with a running runner, used to align faces; `key` names its outputs' cache."""
+    """A detector recipe with its float and quantized models, used to align faces."""
 
     recipe: Recipe
-    runner: Runner
-    key: str
+    float: Model
+    quantized: Model
+
+    def side(self, name: str) -> Model:
+        return self.float if name == "float" else self.quantized
+
+    def rows_key(self, name: str) -> str:
+        """What the cached detections of one side depend on: the model and how it is decoded."""
+        recipe = self.recipe
+        return sha256_bytes(json.dumps([self.side(name).key, recipe.model_input.model_dump(mode="json"),
+                                        recipe.preprocess.model_dump(mode="json"),
+                                        recipe.evaluate.detection.model_dump(mode="json")]).encode())
 
 
 def choose_pairs(cfg: Verification, where: Path) -> tuple[PairSet, str, Path]:
@@ -57,69 +88,12 @@ def choose_pairs(cfg: Verification, where: Path) -> tuple[PairSet, str, Path]:
                         "put LFW (<Name>/<Name>_0001.jpg) there, or pass --set evaluate.verification.dataset.root=DIR")
 
 
-def landmarks_of(path: Path, detector: Detector, cache: VectorCache) -> np.ndarray | None:
-    key = sha256_file(path)
-    cached = cache.get(key)
-    if cached is None:
-        found = main_face_landmarks(path, detector)
-        cached = found if found is not None else np.zeros((0, 2))
-        cache.put(key, cached)
-    return cached if len(cached) else None
-
-
-def main_face_landmarks(path: Path, detector: Detector) -> np.ndarray | None:
-    """The 5 landmarks of the largest face the detector finds in `path`, None when it finds none."""
-    det = detector.recipe
-    image = prepare(path, det.model_input, det.preprocess)
-    faces = detection.decode(detector.runner.infer(image.pixels), det.outputs, det.evaluate.detection,
-                             det.model_input.height_width, image.scale)
-    index = main_face(faces)
-    return faces.landmarks[index] if index is not None else None
-
-
-def face_crops(paths: list[Path], crop_fraction: float, size: tuple[int, int], detector: Detector | None,
-               cache_dir: Path) -> tuple[dict[Path, np.ndarray], int]:
-    """Aligned (or centre-cropped) BGR face per image; images without a detected face are centre-cropped."""
-    crops, missed = {}, 0
-    cache = VectorCache(cache_dir / f"landmarks-{detector.key[:16]}.npz") if detector else None
-    label = f"align ({detector.runner.name})" if detector else "centre crop"
-    for path in tqdm(paths, desc=label, unit="img", leave=False):
-        bgr = read_bgr(path)
-        points = landmarks_of(path, detector, cache) if detector and cache else None
-        if points is None:
-            missed += detector is not None
-            crops[path] = center_crop(bgr, crop_fraction, size)
-        else:
-            crops[path] = align(bgr, points, size)
-    if cache:
-        cache.save()
-    return crops, missed
-
-
-def embed_all(runner: Runner, recipe: Recipe, crops: dict[Path, np.ndarray], flip: bool,
-              cache: VectorCache) -> tuple[dict[Path, np.ndarray], dict[Path, np.ndarray], float]:
-    """(final embeddings, raw embeddings, images/s over computed ones); cached by crop content."""
-    final, raw, computed, seconds = {}, {}, 0, 0.0
-    axis = 3 if recipe.model_input.layout == "NCHW" else 2
-    output = recipe.outputs[0]
-    for path, crop in tqdm(crops.items(), desc=f"embed ({runner.name})", unit="img", leave=False):
-        pixels = prepare_array(crop, recipe.model_input, recipe.preprocess, path).pixels
-        key = sha256_bytes(pixels.tobytes() + bytes([flip]))
-        stored = cache.get(key)
-        if stored is None:
-            start = time.perf_counter()
-            vector = runner.infer(pixels)[output].reshape(-1)
-            both = vector + runner.infer(np.ascontiguousarray(np.flip(pixels, axis)))[output].reshape(-1) if flip else vector
-            seconds += time.perf_counter() - start
-            computed += 1
-            stored = np.stack([vector, both])
-            cache.put(key, stored)
-        raw[path], final[path] = stored[0], stored[1]
-    cache.save()
-    return final, raw, (computed / seconds if seconds else float("nan"))
-
-
-SUBFOLDS = 10  # a single evaluated fold is split this way so a threshold is never tuned on its own test pairs
+def pair_subset(pair_set: PairSet, count: int, seed: int = 0) -> PairSet:
+    """A fixed, seeded subset of `count` pairs (all of them when there are fewer)."""
+    if count >= len(pair_set.pairs):
+        return pair_set
+    keep = sorted(random.Random(seed).sample(range(len(pair_set.pairs)), count))
+    return replace(pair_set, pairs=[pair_set.pairs[i] for i in keep])
 
 
 def protocol_folds(pair_set: PairSet) -> np.ndarray:
@@ -130,91 +104,251 @@ def protocol_folds(pair_set: PairSet) -> np.ndarray:
     return folds
 
 
+def face_settings(cfg: Verification) -> FaceSettings:
+    return FaceSettings(cfg.face_choice, cfg.center_crop_fraction, cfg.flip)
+
+
+class FacePass:
+    """Detections and embeddings of a set of images for one recipe's models, from the caches or
+    computed by `workers` processes (in this process, with the live runners, for one worker)."""
+
+    def __init__(self, loaded: LoadedRecipe, recognizers: dict[str, Model], detector: Detector | None,
+                 cache_dir: Path, log_file: Path, workers: int) -> None:
+        self.loaded, self.recognizers, self.cache_dir = loaded, recognizers, cache_dir
+        self.log_file, self.workers = log_file, workers
+        cfg = loaded.recipe.evaluate.verification
+        assert cfg is not None
+        self.cfg, self.settings = cfg, face_settings(cfg)
+        self.detector = detector if cfg.faces == "align" else None
+        quantized_side = "quantized" if cfg.full_pipeline else "float"
+        self.align_with = {name: "float" if name == "float" else quantized_side for name in recognizers}
+        sides = sorted(set(self.align_with.values())) if self.detector else []
+        self.rows = {s: VectorCache(cache_dir / f"detections-{self.detector.rows_key(s)[:16]}.npz")
+                     for s in sides if self.detector}
+        self.embeddings = {name: VectorCache(cache_dir / f"embeddings-{self.embedding_key(name)[:16]}.npz")
+                           for name in recognizers}
+
+    def embedding_key(self, name: str) -> str:
+        recipe = self.loaded.recipe
+        side = self.align_with[name]
+        faces = self.detector.rows_key(side) if self.detector else "centre crop"
+        return sha256_bytes(json.dumps([self.recognizers[name].key, recipe.model_input.model_dump(mode="json"),
+                                        recipe.preprocess.model_dump(mode="json"), recipe.outputs[0], faces,
+                                        self.settings.choice, self.settings.crop_fraction,
+                                        self.settings.flip]).encode())
+
+    def run(self, images: list[tuple[Path, str]]) -> dict[str, Any]:
+        """Fill the caches for `images` ((path, sha256)); return what was computed and how fast."""
+        hashes = [sha for _, sha in images]
+        embed = {name: set(cache.missing(hashes)) for name, cache in self.embeddings.items()}
+        need_rows = {sha for cache in self.rows.values() for sha in cache.missing(hashes)}
+        todo = [(p, sha) for p, sha in images if sha in need_rows or any(sha in e for e in embed.values())]
+        started = time.perf_counter()
+        in_process_only = any(m.spec is None for m in self.recognizers.values())
+        workers = 1 if in_process_only else max(1, min(self.workers, len(todo)))
+        if todo:
+            job = PassJob(images=todo, recognizer=self.loaded.recipe,
+                          detector=self.detector.recipe if self.detector else None, settings=self.settings,
+                          detectors={s: self.detector.side(s).spec for s in self.rows} if self.detector else {},
+                          recognizers={n: m.spec for n, m in self.recognizers.items() if embed[n]},
+                          align_with=self.align_with,
+                          rows={s: {sha: c.entries[sha] for sha in hashes if sha in c.entries}
+                                for s, c in self.rows.items()},
+                          embed=embed, log_file=self.log_file)
+            with step(f"faces: {len(todo)} of {len(images)} images to compute on {workers} worker(s)"):
+                if workers == 1:
+                    results = [run_job(job, self.live_runners())]
+                else:
+                    jobs = [replace(job, images=shard, threads=threads_per_worker(workers),
+                                    log_file=self.log_file.with_name(f"{self.log_file.stem}-worker{i}.log"))
+                            for i, shard in enumerate(shards(todo, workers))]
+                    results = map_units(run_job, jobs, workers)
+            self.merge(results)
+        else:
+            results = []
+        engine: dict[str, float] = {}
+        for result in results:
+            for name, seconds in result.engine_seconds.items():
+                engine[name] = engine.get(name, 0.0) + seconds
+        return {"workers": workers, "images": len(images), "computed_images": len(todo),
+                "wall_seconds": round(time.perf_counter() - started, 3), "engine_seconds": engine}
+
+    def with_quantized(self, model: Model) -> "FacePass":
+        """The same pass with another quantized model (a variant), sharing the float side's caches."""
+        return FacePass(self.loaded, {"float": self.recognizers["float"], "quantized": model}, self.detector,
+                        self.cache_dir, self.log_file, self.workers)
+
+    def live_runners(self) -> dict[str, Runner]:
+        live = {f"recognizer:{n}": m.live for n, m in self.recognizers.items() if m.live is not None}
+        if self.detector:
+            live |= {f"detector:{s}": self.detector.side(s).live for s in self.rows
+                     if self.detector.side(s).live is not None}
+        return live  # type: ignore[return-value]
+
+    def merge(self, results: list[PassResult]) -> None:
+        for result in results:
+            for side, rows in result.rows.items():
+                for sha, value in rows.items():
+                    self.rows[side].put(sha, value)
+            for name, vectors in result.embeddings.items():
+                for sha, value in vectors.items():
+                    self.embeddings[name].put(sha, value)
+        for cache in [*self.rows.values(), *self.embeddings.values()]:
+            cache.save()
+
+    def crop(self, path: Path, sha: str, side: str = "float") -> np.ndarray:
+        """The face the recognizer on `side` was fed (from cached detections)."""
+        rows = self.rows[side].get(sha) if side in self.rows else None
+        crop, _ = face_crop(read_bgr(path), rows, self.settings.choice, self.loaded.recipe.model_input.height_width,
+                            self.settings.crop_fraction)
+        return crop
+
+    def missed(self, hashes: list[str], side: str) -> int:
+        """Images in which the detector of `side` found no face (centre-cropped instead)."""
+        if side not in self.rows:
+            return 0
+        return sum(len(self.rows[side].entries[sha]) == 0 for sha in hashes)
+
+
 def save_thumbnail(crop: np.ndarray, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out), crop)
 
 
-def verification_metrics(loaded: LoadedRecipe, float_runner: Runner, quant_runner: Runner,
-                         float_detector: Detector | None, quant_detector: Detector | None,
-                         float_key: str, quant_key: str, cache_dir: Path, run_dir: Path
+def image_hashes(paths: list[Path]) -> dict[Path, str]:
+    return {p: sha256_file(p) for p in paths}
+
+
+def verification_metrics(loaded: LoadedRecipe, face_pass: FacePass, run_dir: Path, pair_set: PairSet | None = None,
+                         faces_for_drift: int = 0, calibration: dict[str, Any] | None = None
                          ) -> tuple[dict[str, Any], list[PreparedImage]]:
-    """Figures for the report and gates, and the float-aligned faces for per-output drift."""
+    """Figures for the report and gates (every recognizer of `face_pass` against "float"), and
+    `faces_for_drift` float-aligned faces for per-output drift. `pair_set`: a subset to measure on;
+    `calibration` (the manifest): check its photos are not among the evaluated ones."""
     recipe = loaded.recipe
     cfg = recipe.evaluate.verification
     assert cfg is not None
-    pair_set, dataset_name, root = choose_pairs(cfg, loaded.path)
-    paths = sorted({p.first for p in pair_set.pairs} | {p.second for p in pair_set.pairs})
-    size = recipe.model_input.height_width
     started = time.perf_counter()
+    full_set, dataset_name, root = choose_pairs(cfg, loaded.path)
+    pairs = pair_set or full_set
+    paths = sorted({p.first for p in pairs.pairs} | {p.second for p in pairs.pairs})
+    sha = image_hashes(paths)
+    speed = face_pass.run([(p, sha[p]) for p in paths])
 
-    float_crops, float_missed = face_crops(paths, cfg.center_crop_fraction, size, float_detector, cache_dir)
-    if cfg.full_pipeline and quant_detector is not None:
-        quant_crops, quant_missed = face_crops(paths, cfg.center_crop_fraction, size, quant_detector, cache_dir)
-    else:
-        quant_crops, quant_missed = float_crops, float_missed
-    float_emb, float_raw, float_ips = embed_all(float_runner, recipe, float_crops, cfg.flip,
-                                                VectorCache(cache_dir / f"embeddings-float-{float_key[:16]}.npz"))
-    quant_emb, quant_raw, quant_ips = embed_all(quant_runner, recipe, quant_crops, cfg.flip,
-                                                VectorCache(cache_dir / f"embeddings-quant-{quant_key[:16]}.npz"))
+    embeddings = {name: {p: cache.entries[sha[p]] for p in paths} for name, cache in face_pass.embeddings.items()}
+    same = np.array([p.same for p in pairs.pairs])
+    folds = protocol_folds(pairs)
 
-    same = np.array([p.same for p in pair_set.pairs])
-    folds = protocol_folds(pair_set)
+    def distances(name: str) -> np.ndarray:
+        emb = embeddings[name]
+        return squared_distance(np.stack([emb[p.first][1] for p in pairs.pairs]),
+                                np.stack([emb[p.second][1] for p in pairs.pairs]))
 
-    def distances(emb: dict[Path, np.ndarray]) -> np.ndarray:
-        return squared_distance(np.stack([emb[p.first] for p in pair_set.pairs]),
-                                np.stack([emb[p.second] for p in pair_set.pairs]))
-
-    float_dist, quant_dist = distances(float_emb), distances(quant_emb)
-    float_result = verification_report(float_dist, same, folds, cfg.far)
-    quant_result = verification_report(quant_dist, same, folds, cfg.far)
-    threshold = best_threshold(float_dist, same)  # what a device ships with: tuned on float
-    flipped = np.flatnonzero((float_dist < threshold) != (quant_dist < threshold))
-    flipped_rows = []
-    for i in flipped:
-        pair = pair_set.pairs[i]
-        names = [f"flipped/{i}_a.jpg", f"flipped/{i}_b.jpg"]
-        save_thumbnail(float_crops[pair.first], run_dir / names[0])
-        save_thumbnail(float_crops[pair.second], run_dir / names[1])
-        flipped_rows.append({"first": str(pair.first.relative_to(root)), "second": str(pair.second.relative_to(root)),
-                             "same": bool(pair.same), "float_distance": float(float_dist[i]),
-                             "quantized_distance": float(quant_dist[i]), "thumbnails": names})
-
-    cosines = np.array([cosine(float_raw[p], quant_raw[p]) for p in paths])
-    norm_ratio = np.array([np.linalg.norm(quant_raw[p]) / (np.linalg.norm(float_raw[p]) + 1e-12) for p in paths])
-    different = [(p.first, p.second) for p in pair_set.pairs if not p.same]
-    between_people = float(np.mean([cosine(float_raw[a], float_raw[b]) for a, b in different]))
-    metrics = {
+    dist = {name: distances(name) for name in embeddings}
+    results = {name: verification_report(d, same, folds, cfg.far) for name, d in dist.items()}
+    threshold = best_threshold(dist["float"], same)  # what a device ships with: tuned on float
+    hashes = [sha[p] for p in paths]
+    metrics: dict[str, Any] = {
         "dataset": dataset_name,
         "is_lfw": dataset_name.lower() == "lfw",
         "root": str(root),
-        "pairs_source": pair_set.source,
-        "folds_total": pair_set.folds_total,
-        "folds_used": pair_set.folds_used,
+        "pairs_source": pairs.source,
+        "folds_total": pairs.folds_total,
+        "folds_used": pairs.folds_used,
+        "folds_incomplete": pairs.folds_incomplete,
+        "folds_skipped": pairs.folds_skipped,
+        "threshold_folds": "View 2 folds" if len(np.unique([p.fold for p in pairs.pairs])) > 1
+        else f"{SUBFOLDS} interleaved sub-folds of the one evaluated fold",
+        "subset": pair_set is not None,
         "images": len(paths),
         "faces": cfg.faces,
+        "face_choice": cfg.face_choice,
         "full_pipeline": cfg.full_pipeline,
-        "no_face_found": {"float": float_missed, "quantized": quant_missed},
+        "no_face_found": {"float": face_pass.missed(hashes, "float"),
+                          "quantized": face_pass.missed(hashes, face_pass.align_with["quantized"])},
         "flip": cfg.flip,
-        "float": float_result,
-        "quantized": quant_result,
-        "accuracy_drop": float_result["accuracy"]["mean"] - quant_result["accuracy"]["mean"],
+        **results,
+        "accuracy_drop": results["float"]["accuracy"]["mean"] - results["quantized"]["accuracy"]["mean"],
         "float_threshold": threshold,
-        "float_accuracy_at_float_threshold": accuracy_at(threshold, float_dist, same),
-        "quantized_accuracy_at_float_threshold": accuracy_at(threshold, quant_dist, same),
-        "flipped_pairs": flipped_rows,
-        "embedding_drift": {"cosine_mean": float(cosines.mean()), "cosine_p1": float(np.percentile(cosines, 1)),
-                            "cosine_worst": float(cosines.min()), "norm_ratio_mean": float(norm_ratio.mean()),
-                            "cosine_between_different_faces": between_people},
-        "images_per_second": {"float": float_ips, "simulator": quant_ips},
-        "wall_seconds": round(time.perf_counter() - started, 2),
+        "float_accuracy_at_float_threshold": accuracy_at(threshold, dist["float"], same),
+        "quantized_accuracy_at_float_threshold": accuracy_at(threshold, dist["quantized"], same),
+        "embedding_drift": embedding_drift(embeddings, paths, pairs),
+        "pass": speed,
     }
-    faces = [prepare_array(float_crops[p], recipe.model_input, recipe.preprocess, p) for p in paths]
+    flipped = np.flatnonzero((dist["float"] < threshold) != (dist["quantized"] < threshold))
+    metrics["flipped_pairs"] = flipped_pairs(pairs, flipped, dist, face_pass, sha, root, run_dir)
+    if pair_set is None:
+        write_pairs_csv(run_dir / PAIRS_CSV, pairs, dist, root)
+    if calibration is not None:
+        metrics["calibration_leakage"] = leakage(calibration, paths)
+    metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
+    faces = [prepare_array(face_pass.crop(p, sha[p]), recipe.model_input, recipe.preprocess, p)
+             for p in paths[:faces_for_drift]]
     return metrics, faces
 
 
+def embedding_drift(embeddings: dict[str, dict[Path, np.ndarray]], paths: list[Path], pairs: PairSet) -> dict[str, float]:
+    raw_float = {p: embeddings["float"][p][0] for p in paths}
+    raw_quant = {p: embeddings["quantized"][p][0] for p in paths}
+    cosines = np.array([cosine(raw_float[p], raw_quant[p]) for p in paths])
+    norm_ratio = np.array([np.linalg.norm(raw_quant[p]) / (np.linalg.norm(raw_float[p]) + 1e-12) for p in paths])
+    different = [(p.first, p.second) for p in pairs.pairs if not p.same]
+    return {"cosine_mean": float(cosines.mean()), "cosine_p1": float(np.percentile(cosines, 1)),
+            "cosine_worst": float(cosines.min()), "norm_ratio_mean": float(norm_ratio.mean()),
+            "cosine_between_different_faces": float(np.mean([cosine(raw_float[a], raw_float[b])
+                                                             for a, b in different]))}
+
+
+def flipped_pairs(pairs: PairSet, flipped: np.ndarray, dist: dict[str, np.ndarray], face_pass: FacePass,
+                  sha: dict[Path, str], root: Path, run_dir: Path) -> list[dict[str, Any]]:
+    """The pairs whose decision flips at the float threshold, with thumbnails of their faces."""
+    rows = []
+    for i in flipped:
+        pair = pairs.pairs[i]
+        names = [f"flipped/{i}_a.jpg", f"flipped/{i}_b.jpg"]
+        save_thumbnail(face_pass.crop(pair.first, sha[pair.first]), run_dir / names[0])
+        save_thumbnail(face_pass.crop(pair.second, sha[pair.second]), run_dir / names[1])
+        rows.append({"first": str(pair.first.relative_to(root)), "second": str(pair.second.relative_to(root)),
+                     "same": bool(pair.same), "float_distance": float(dist["float"][i]),
+                     "quantized_distance": float(dist["quantized"][i]), "thumbnails": names})
+    return rows
+
+
+def write_pairs_csv(out: Path, pairs: PairSet, dist: dict[str, np.ndarray], root: Path) -> None:
+    table = pd.DataFrame({"fold": [p.fold + 1 for p in pairs.pairs], "same": [p.same for p in pairs.pairs],
+                          "first": [str(p.first.relative_to(root)) for p in pairs.pairs],
+                          "second": [str(p.second.relative_to(root)) for p in pairs.pairs]})
+    for name, values in dist.items():
+        table[f"distance_{name}"] = values
+    table.to_csv(out, index=False)
+
+
+def calibration_sources(calibration: dict[str, Any]) -> dict[str, str]:
+    """sha256 -> path of the photos the calibration set was made from (aligned faces map back to
+    their photo through the folder's sources.json)."""
+    sources: dict[str, str] = {}
+    for entry in calibration["images"]:
+        image = Path(entry["image"])
+        mapping = image.parent / SOURCES
+        if mapping.is_file():
+            origin = json.loads(mapping.read_text())[image.name]
+            sources[origin["sha256"]] = origin["image"]
+        else:
+            sources[entry["sha256"]] = str(image)
+    return sources
+
+
+def leakage(calibration: dict[str, Any], evaluated: list[Path]) -> dict[str, Any]:
+    """Calibration photos that are also evaluated, by content: must be none."""
+    sources = calibration_sources(calibration)
+    overlap = sorted(sources[h] for h in set(sources) & set(image_hashes(evaluated).values()))
+    return {"calibration_images": len(sources), "evaluated_images": len(evaluated), "overlap": len(overlap),
+            "overlapping": overlap[:20]}
+
+
 def aligned_calibration(loaded: LoadedRecipe, detector: Detector, calib_root: Path, cache_dir: Path) -> Path:
-    """Align the faces of the recipe's calibration photos (float detector) into calib_data/<name>-faces/.
+    """Align the faces of the recipe's calibration photos (float detector, largest face) into
+    calib_data/<name>-faces/, with sources.json naming the photo of each face.
 
     A recognizer meets aligned faces on the device; calibrating it on whole photos would
     set its int8 ranges on data it never sees.
@@ -225,9 +359,24 @@ def aligned_calibration(loaded: LoadedRecipe, detector: Detector, calib_root: Pa
     if recipe.evaluate.verification is not None:
         crop_fraction = recipe.evaluate.verification.center_crop_fraction
     photos = resolve_images(calib.images, loaded.path, "quantization.calibration.images")[: calib.size]
-    crops, _ = face_crops(photos, crop_fraction, recipe.model_input.height_width, detector, cache_dir)
+    rows = VectorCache(cache_dir / f"detections-{detector.rows_key('float')[:16]}.npz")
+    sha = image_hashes(photos)
+    job = PassJob(images=[(p, sha[p]) for p in photos], recognizer=recipe, detector=detector.recipe,
+                  settings=FaceSettings("largest", crop_fraction, False), detectors={"float": detector.float.spec},
+                  recognizers={}, align_with={}, rows={"float": rows.entries}, embed={},
+                  log_file=cache_dir / "calibration-faces.log")
+    live = {"detector:float": detector.float.live} if detector.float.live else None
+    for found_sha, value in run_job(job, live).rows["float"].items():  # type: ignore[arg-type]
+        rows.put(found_sha, value)
+    rows.save()
     final = calib_root / f"{calib.name}-faces"
     with atomic_dir(final) as tmp:
-        for index, (path, crop) in enumerate(crops.items()):
-            cv2.imwrite(str(tmp / f"{index:04d}_{path.stem}.png"), crop)
+        sources = {}
+        for index, path in enumerate(photos):
+            crop, _ = face_crop(read_bgr(path), rows.get(sha[path]), "largest", recipe.model_input.height_width,
+                                crop_fraction)
+            name = f"{index:04d}_{path.stem}.png"
+            cv2.imwrite(str(tmp / name), crop)
+            sources[name] = {"image": str(path), "sha256": sha[path]}
+        (tmp / SOURCES).write_text(json.dumps(sources, indent=1) + "\n")
     return final

@@ -13,16 +13,20 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from convert.artifacts import write_bytes_atomic  # noqa: E402
 from convert.preprocess import read_bgr  # noqa: E402
+
+PAIRS_CSV = "pairs.csv"  # written by verify/recognition.py: one row per pair, a distance column per model
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=jinja2.select_autoescape(["html"]),
     undefined=jinja2.StrictUndefined,
 )
+TEMPLATES.filters["add1"] = lambda n: n + 1  # folds are 0-based in the data, 1-based as View 2 numbers them
 FLOAT_COLOUR, QUANT_COLOUR = (60, 180, 60), (40, 40, 230)  # BGR: green float, red quantized
 
 
@@ -59,6 +63,54 @@ def layer_plot_png(layers: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
+def roc_points(distance: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(FAR, TAR) at every threshold: a pair is accepted when its distance is below it."""
+    order = np.argsort(distance, kind="stable")
+    accepted_same = np.cumsum(same[order]) / max(1, same.sum())
+    accepted_different = np.cumsum(~same[order]) / max(1, (~same).sum())
+    return accepted_different, accepted_same
+
+
+def verification_plots_png(pairs: pd.DataFrame) -> tuple[bytes, bytes]:
+    """ROC curves of every model on one plot (log FAR), and same/different distance histograms."""
+    same = pairs["same"].to_numpy(bool)
+    models = [c.removeprefix("distance_") for c in pairs.columns if c.startswith("distance_")]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=100)
+    floor = 1.0 / max(1, (~same).sum())
+    for name in models:
+        far, tar = roc_points(pairs[f"distance_{name}"].to_numpy(), same)
+        ax.plot(np.maximum(far, floor), tar, label=name, lw=1.6 if name == "float" else 1.1,
+                ls="-" if name == "float" else "--")
+    ax.set_xscale("log")
+    ax.set_xlim(floor, 1.0)
+    lowest = min(roc_points(pairs[f"distance_{name}"].to_numpy(), same)[1][0] for name in models)
+    ax.set_ylim(max(0.0, lowest - 0.05), 1.005)
+    ax.set_xlabel("false accept rate (log)")
+    ax.set_ylabel("true accept rate")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    roc = _png(fig)
+    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 3.4), dpi=100, sharey=True, squeeze=False)
+    bins = np.linspace(0, 4, 81)
+    for ax, name in zip(axes[0], models):
+        values = pairs[f"distance_{name}"].to_numpy()
+        ax.hist(values[same], bins=bins, alpha=0.6, label="same person", color="#2ca02c")
+        ax.hist(values[~same], bins=bins, alpha=0.6, label="different people", color="#d62728")
+        ax.set_title(name)
+        ax.set_xlabel("squared L2 distance")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return roc, _png(fig)
+
+
+def _png(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
 def _data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
@@ -69,11 +121,18 @@ def render_report(run_dir: Path) -> Path:
     layers = pd.read_csv(layers_csv) if layers_csv.exists() else None
     overlay = run_dir / "overlay.jpg"
     thumbs = {str(p.relative_to(run_dir)): _data_uri(p.read_bytes(), "image/jpeg") for p in run_dir.glob("flipped/*.jpg")}
+    pairs_csv = run_dir / PAIRS_CSV
+    roc = histograms = None
+    if pairs_csv.exists():
+        roc_png, histograms_png = verification_plots_png(pd.read_csv(pairs_csv))
+        roc, histograms = _data_uri(roc_png, "image/png"), _data_uri(histograms_png, "image/png")
     html = TEMPLATES.get_template("report.html").render(
         m=metrics,
         layer_plot=_data_uri(layer_plot_png(layers), "image/png") if layers is not None else None,
         overlay=_data_uri(overlay.read_bytes(), "image/jpeg") if overlay.exists() else None,
         thumbs=thumbs,
+        roc=roc,
+        histograms=histograms,
         fmt=lambda v, d=4: "n/a" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v)),
     )
     out = run_dir / "report.html"

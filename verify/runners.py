@@ -5,15 +5,17 @@ not normalised); each runner applies what its engine needs. Runners never compar
 """
 from __future__ import annotations
 
+import contextlib
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import onnxruntime as ort
 
 from convert.preprocess import normalize
-from convert.recipe import InputSpec, Preprocess
+from convert.recipe import InputSpec, LoadedRecipe, Preprocess, Recipe
 from convert.toolkit_log import last_error, toolkit_output_to
 
 
@@ -31,14 +33,15 @@ class OnnxRuntimeRunner:
 
     name = "onnxruntime"
 
-    def __init__(self, onnx_path: Path, spec: InputSpec, pre: Preprocess) -> None:
-        self.onnx_path, self.spec, self.pre = onnx_path, spec, pre
+    def __init__(self, onnx_path: Path, spec: InputSpec, pre: Preprocess, threads: int = 0) -> None:
+        self.onnx_path, self.spec, self.pre, self.threads = onnx_path, spec, pre, threads
         self.session: ort.InferenceSession | None = None
         self.inference_time = 0.0
 
     def activate(self) -> None:
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        options.intra_op_num_threads = self.threads  # 0: all cores; worker processes share them out
         self.session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
 
     def infer(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
@@ -100,3 +103,47 @@ def board_loader(rknn_path: Path, log_file: Path) -> Callable[[], Any]:
         return rknn
 
     return load
+
+
+@dataclass(frozen=True)
+class OnnxSpec:
+    """How to make a float runner in any process: the canonical ONNX and its recipe."""
+
+    onnx: Path
+    recipe: Recipe
+
+    @contextlib.contextmanager
+    def running(self, log_file: Path, threads: int = 0) -> Iterator[Runner]:
+        runner = OnnxRuntimeRunner(self.onnx, self.recipe.model_input, self.recipe.preprocess, threads)
+        runner.activate()
+        try:
+            yield runner
+        finally:
+            runner.deactivate()
+
+
+@dataclass(frozen=True)
+class SimulatorSpec:
+    """How to make a simulator runner in any process: build the recipe there (the simulator runs
+    only in-process builds). `calibration_list` None builds float16."""
+
+    loaded: LoadedRecipe
+    onnx: Path
+    calibration_list: Path | None
+
+    @contextlib.contextmanager
+    def running(self, log_file: Path, threads: int = 0) -> Iterator[Runner]:
+        from convert.rknn_build import live_build
+
+        toolkit = live_build(self.loaded, self.onnx, self.calibration_list, log_file)
+        recipe = self.loaded.recipe
+        runner = RknnRunner(lambda: toolkit.rknn, recipe.outputs, recipe.model_input.layout, log_file)
+        try:
+            runner.activate()
+            yield runner
+        finally:
+            runner.deactivate()
+            toolkit.rknn.release()
+
+
+RunnerSpec = OnnxSpec | SimulatorSpec

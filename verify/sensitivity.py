@@ -27,8 +27,11 @@ MIN_GAIN_DB = 0.05  # below this a candidate's effect is build-to-build noise, n
 # gates a rebuilt variant can be measured on without a new accuracy_analysis
 LAYER_GATES = {"min_worst_layer_cosine"}
 
-# measure(runner, variant_key, scratch_dir) -> metrics dict with "outputs" (+ "detection"/"verification")
+# measure(runner, variant_key, scratch_dir) -> metrics dict with "outputs" (+ "detection"/"verification");
+# verification on the recipe's fixed subset of pairs
 Measure = Callable[[RknnRunner, str, Path], dict[str, Any]]
+# whole_set(float_layers) -> verification figures of that hybrid variant on every pair (None: no dataset)
+WholeSet = Callable[[list[str]], dict[str, Any] | None]
 
 
 def worst_output_sqnr(metrics: dict[str, Any]) -> float:
@@ -88,7 +91,7 @@ def _item(rows: pd.DataFrame) -> tuple[str, list[str], float]:
 
 
 def analyse(loaded: LoadedRecipe, artifacts: Artifacts, layers: pd.DataFrame, quantized: dict[str, Any],
-            measure: Measure, log_file: Path) -> dict[str, Any]:
+            measure: Measure, log_file: Path, whole_set: WholeSet | None = None) -> dict[str, Any]:
     """Sensitivity ranking and (when asked) the proposed fix; `quantized` is the plain build's metrics."""
     recipe = loaded.recipe
     cfg = recipe.analysis
@@ -127,12 +130,13 @@ def analyse(loaded: LoadedRecipe, artifacts: Artifacts, layers: pd.DataFrame, qu
     result: dict[str, Any] = {"metric": "worst output SQNR (dB), eval inputs", "baseline_db": baseline,
                               "ranking": ranking, "toolkit_proposal_error": proposal_error}
     if cfg.propose_fix:
-        result["fix"] = propose_fix(loaded, artifacts, base, ranking, quantized, measure, log_file)
+        result["fix"] = propose_fix(loaded, artifacts, base, ranking, quantized, measure, log_file, whole_set)
     return result
 
 
 def propose_fix(loaded: LoadedRecipe, artifacts: Artifacts, base: HybridBase, ranking: list[dict[str, Any]],
-                quantized: dict[str, Any], measure: Measure, log_file: Path) -> dict[str, Any]:
+                quantized: dict[str, Any], measure: Measure, log_file: Path,
+                whole_set: WholeSet | None = None) -> dict[str, Any]:
     recipe = loaded.recipe
     goal = goal_of(loaded)
     before = evaluate_gates(goal, quantized)
@@ -176,6 +180,8 @@ def propose_fix(loaded: LoadedRecipe, artifacts: Artifacts, base: HybridBase, ra
             else:
                 low = middle + 1
         chosen = chosen[:high]
+    if whole_set is not None:  # ranked on a subset; the proposal is re-measured on every pair
+        fix["whole_set"] = whole_set(chosen)
     return fix | {
         "status": "meets the goal" if passed else
         f"does not meet the goal with {len(chosen)} layer(s) in float16: try more layers, another "

@@ -52,9 +52,11 @@ def val_at_far(dist: np.ndarray, same: np.ndarray, folds: np.ndarray, target_far
         train, test = folds != fold, folds == fold
         train_fars = np.array([val_far(t, dist[train], same[train])[1] for t in THRESHOLDS])
         if train_fars.max() >= target_far:
-            # thresholds where FAR rises: interpolate the one giving target_far
-            unique_fars, index = np.unique(train_fars, return_index=True)
-            threshold = float(np.interp(target_far, unique_fars, THRESHOLDS[index]))
+            # interpolate between FAR levels, each at the largest threshold that keeps it: with
+            # ~2,000 different pairs FAR moves in steps of 5e-4, and a level's smallest threshold
+            # (0.0 for FAR 0) would put the operating point far below where FAR really rises
+            unique_fars, last = np.unique(train_fars[::-1], return_index=True)
+            threshold = float(np.interp(target_far, unique_fars, THRESHOLDS[::-1][last]))
         else:
             threshold = 0.0
         val, far = val_far(threshold, dist[test], same[test])

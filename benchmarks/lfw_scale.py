@@ -1,0 +1,85 @@
+"""Benchmark: a full LFW run of a recognizer recipe, cold and warm, with and without analyses.
+
+Writes reports/benchmarks/lfw_scale.json. "Cold" empties models/cache/ first (detections and
+embeddings of every recipe), so the face pass detects, aligns and embeds every image of every
+evaluated pair, float and quantized, with flip. Figures:
+- per run: wall time, the verification step's time, the face pass's wall and engine-only time
+  (summed over workers), and the ratio wall / (engine / workers) the target reads (<= 1.25);
+- warm: an unchanged re-run recomputes nothing; its verification step time (target < 2 s);
+- analyses: the whole run with the recipe's analysis block on vs off (target <= 2x).
+
+    python benchmarks/lfw_scale.py [recipe] [--workers 1 2] [--skip-analyses]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import rkverify  # noqa: E402
+from convert.artifacts import tool_versions, utc_now, write_json_atomic  # noqa: E402
+from convert.recipe import PROJECT_ROOT  # noqa: E402
+from verify.cache import CACHE_DIR_NAME  # noqa: E402
+
+VERIFY_STEP = "face verification, float vs quantized"
+NO_ANALYSES = {"analysis.sensitivity_layers": 0, "analysis.calibration_resamples": 0, "analysis.toolkit_proposal": False}
+
+
+def one_run(recipe: str, workers: int, overrides: dict[str, object], cold: bool, reports: Path) -> dict[str, object]:
+    if cold:
+        shutil.rmtree(PROJECT_ROOT / "models" / CACHE_DIR_NAME, ignore_errors=True)
+    started = time.perf_counter()
+    run_dir = rkverify.run(recipe, overrides, reports_dir=reports, workers=workers)
+    wall = time.perf_counter() - started
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    v = metrics["verification"]
+    face_pass = v["pass"]
+    engine = sum(face_pass["engine_seconds"].values())
+    figures = {
+        "workers": workers, "cold": cold, "analyses": not overrides, "wall_seconds": round(wall, 1),
+        "verification_step_seconds": metrics["timings_s"][VERIFY_STEP],
+        "face_pass": face_pass,
+        "pass_vs_engine_per_worker": round(face_pass["wall_seconds"] / (engine / workers), 3) if engine else None,
+        "pairs": v["float"]["pairs"], "folds_used": [f + 1 for f in v["folds_used"]],
+        "accuracy": {k: [v[k]["accuracy"]["mean"], v[k]["accuracy"]["std"]] for k in ("float", "quantized")},
+        "val_at_far": {k: v[k]["val_at_far"]["val"] for k in ("float", "quantized")},
+        "auc": {k: v[k]["auc"] for k in ("float", "quantized")},
+        "flipped_pairs": len(v["flipped_pairs"]), "embedding_drift": v["embedding_drift"],
+        "timings_s": metrics["timings_s"],
+    }
+    print(json.dumps({k: figures[k] for k in ("workers", "cold", "analyses", "wall_seconds",
+                                              "verification_step_seconds", "pass_vs_engine_per_worker")}),
+          file=sys.stderr)
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("recipe", nargs="?", default="arcface-mobilefacenet")
+    parser.add_argument("--workers", type=int, nargs="+", default=[2])
+    parser.add_argument("--skip-analyses", action="store_true")
+    args = parser.parse_args()
+    out = PROJECT_ROOT / "reports" / "benchmarks" / f"lfw_scale-{args.recipe}.json"
+    plan = [(workers, NO_ANALYSES, True) for workers in args.workers]
+    plan.append((max(args.workers), NO_ANALYSES, False))
+    if not args.skip_analyses:
+        plan.append((max(args.workers), {}, True))
+    runs: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="rkverify-bench-") as scratch:
+        for workers, overrides, cold in plan:
+            runs.append(one_run(args.recipe, workers, overrides, cold, Path(scratch)))
+            # written after every run: a long benchmark keeps what it measured
+            write_json_atomic(out, {"recipe": args.recipe, "measured_at": utc_now(), "tools": tool_versions(),
+                                    "runs": runs})
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

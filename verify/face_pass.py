@@ -1,0 +1,114 @@
+"""One pass over a dataset's photos: detect, choose the labelled face, align, embed (+ flip).
+
+A `PassJob` is one shard of that work, run in a worker process (or in this one): it builds the
+runners it needs from their specs, or uses live ones handed to it, and returns what it computed
+as arrays keyed by image content hash. The caller owns the caches and merges the results.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from convert.preprocess import prepare_array, read_bgr
+from convert.recipe import Recipe
+from verify.faces import FaceChoice, detect_rows, face_crop
+from verify.runners import Runner, RunnerSpec
+
+
+@dataclass(frozen=True)
+class FaceSettings:
+    choice: FaceChoice
+    crop_fraction: float  # centre crop when no detector is used or no face is found
+    flip: bool
+
+
+@dataclass
+class PassJob:
+    """Images of one shard and what to compute for each.
+
+    detectors / recognizers: name -> spec ("float", "quantized", ...); `align_with` names the
+    detector whose faces each recognizer is fed; `rows` holds detections already cached (a
+    detector runs only for images missing there); `embed` the image hashes to embed per recognizer.
+    """
+
+    images: list[tuple[Path, str]]  # (path, sha256 of its bytes)
+    recognizer: Recipe
+    detector: Recipe | None
+    settings: FaceSettings
+    detectors: dict[str, RunnerSpec]
+    recognizers: dict[str, RunnerSpec]
+    align_with: dict[str, str]
+    rows: dict[str, dict[str, np.ndarray]]
+    embed: dict[str, set[str]]
+    log_file: Path
+    threads: int = 0
+
+
+@dataclass
+class PassResult:
+    rows: dict[str, dict[str, np.ndarray]] = field(default_factory=lambda: defaultdict(dict))
+    embeddings: dict[str, dict[str, np.ndarray]] = field(default_factory=lambda: defaultdict(dict))
+    engine_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+
+def embed(runner: Runner, pixels: np.ndarray, output: str, flip: bool, layout: str) -> tuple[np.ndarray, float]:
+    """(rows [raw embedding, raw + flipped-face embedding], engine seconds)."""
+    vector = runner.infer(pixels)[output].reshape(-1)
+    seconds = runner.inference_time
+    both = vector
+    if flip:
+        axis = 3 if layout == "NCHW" else 2
+        both = vector + runner.infer(np.ascontiguousarray(np.flip(pixels, axis)))[output].reshape(-1)
+        seconds += runner.inference_time
+    return np.stack([vector, both]).astype(np.float32), seconds
+
+
+def run_job(job: PassJob, live: dict[str, Runner] | None = None) -> PassResult:
+    """Run one shard; `live` ("detector:float", "recognizer:quantized", ...) are active runners of
+    this process to use instead of building from the specs."""
+    result = PassResult()
+    recipe = job.recognizer
+    size = recipe.model_input.height_width
+    with contextlib.ExitStack() as stack:
+        runners: dict[str, Runner] = dict(live or {})
+
+        def runner(kind: str, name: str) -> Runner:
+            key = f"{kind}:{name}"
+            if key not in runners:
+                spec = (job.detectors if kind == "detector" else job.recognizers)[name]
+                runners[key] = stack.enter_context(spec.running(job.log_file, job.threads))
+            return runners[key]
+
+        for path, sha in job.images:
+            wanted = [name for name, hashes in job.embed.items() if sha in hashes]
+            sides = set(job.detectors) if job.detector else set()
+            missing_rows = [s for s in sides if sha not in job.rows.get(s, {})]
+            if not wanted and not missing_rows:
+                continue
+            bgr = read_bgr(path)
+            rows: dict[str, np.ndarray] = {}
+            for side in sides:
+                known = job.rows.get(side, {}).get(sha)
+                if known is None:
+                    assert job.detector is not None
+                    det = runner("detector", side)
+                    known = detect_rows(bgr, job.detector, det)
+                    result.rows[side][sha] = known
+                    result.engine_seconds[f"detector:{side}"] += det.inference_time
+                rows[side] = known
+            crops: dict[str, np.ndarray] = {}
+            for name in wanted:
+                side = job.align_with[name]
+                if side not in crops:
+                    crops[side], _ = face_crop(bgr, rows.get(side), job.settings.choice, size,
+                                               job.settings.crop_fraction)
+                pixels = prepare_array(crops[side], recipe.model_input, recipe.preprocess, path).pixels
+                vectors, seconds = embed(runner("recognizer", name), pixels, recipe.outputs[0],
+                                         job.settings.flip, recipe.model_input.layout)
+                result.embeddings[name][sha] = vectors
+                result.engine_seconds[f"recognizer:{name}"] += seconds
+    return result
