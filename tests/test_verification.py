@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -73,17 +72,29 @@ def test_recognizer_on_real_faces(fresh_run) -> None:
 
 def test_unchanged_recipe_recomputes_no_embedding(fresh_run, tmp_path: Path) -> None:
     fresh_run("arcface-mobilefacenet")  # fills the caches
-    run_dir = rkverify.run("arcface-mobilefacenet", CI_VERIFICATION, reports_dir=tmp_path)
-    speed = json.loads((run_dir / "metrics.json").read_text())["verification"]["images_per_second"]
-    assert math.isnan(speed["float"]) and math.isnan(speed["simulator"]), "every embedding should come from the cache"
+    quick = CI_VERIFICATION | {"analysis.sensitivity_layers": 0, "analysis.calibration_resamples": 0}
+    run_dir = rkverify.run("arcface-mobilefacenet", quick, reports_dir=tmp_path)
+    face_pass = json.loads((run_dir / "metrics.json").read_text())["verification"]["pass"]
+    assert face_pass["images"] > 500 and face_pass["computed_images"] == 0, "everything should come from the caches"
 
 
-LFW = PROJECT_ROOT.parent / "shared" / "lfw"
+LFW = PROJECT_ROOT.parent / "shared" / "lfw" / "lfw-deepfunneled"
 
 
-@pytest.mark.skipif(not has_images(LFW), reason=f"no LFW images in {LFW} yet (its README says when they arrive)")
-def test_lfw_accuracy_float_vs_quantized(tmp_path: Path) -> None:
-    run_dir = rkverify.run("arcface-mobilefacenet", reports_dir=tmp_path)
+@pytest.mark.skipif(not has_images(LFW), reason=f"no LFW images in {LFW}")
+def test_lfw_fold_one_float_vs_quantized(fresh_run) -> None:
+    """The shipped recipe on LFW's first View 2 fold (600 pairs, real faces, real simulator).
+
+    Measured: float 0.9800 +- 0.019, w8a8 0.9783 (drop 0.0017), 3 pairs flip, embedding cosine
+    0.9968; the full 8-fold figures are in benchmarks/lfw_scale.py's output.
+    """
+    run_dir = fresh_run("arcface-mobilefacenet")
     v = json.loads((run_dir / "metrics.json").read_text())["verification"]
-    assert v["is_lfw"] and v["folds_used"]
-    assert v["float"]["accuracy"]["mean"] > 0.9
+    assert v["is_lfw"] and v["folds_used"] == [0] and v["folds_incomplete"] == [8, 9]
+    assert v["float"]["pairs"] == 600 and v["no_face_found"]["float"] <= 2
+    assert v["calibration_leakage"]["overlap"] == 0 and v["calibration_leakage"]["calibration_images"] >= 16
+    assert 0.97 <= v["float"]["accuracy"]["mean"] <= 0.995
+    assert v["accuracy_drop"] <= 0.01 and len(v["flipped_pairs"]) <= 10
+    assert v["embedding_drift"]["cosine_mean"] >= 0.995
+    html = (run_dir / "report.html").read_text()
+    assert "Left out: folds 9, 10" in html and "ROC curves" in html

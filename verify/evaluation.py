@@ -242,12 +242,12 @@ def variant_measure(loaded: LoadedRecipe, images: list[PreparedImage], float_out
     cfg = recipe.evaluate.verification
     subset = pair_subset(choose_pairs(cfg, loaded.path)[0], cfg.analysis_pairs) if cfg and face_pass else None
 
-    def measure(runner: Runner, variant: str, scratch: Path) -> dict[str, Any]:
+    def measure(runner: Runner, variant: str, scratch: Path, verification: bool = True) -> dict[str, Any]:
         out, _ = run_all(runner, images)
         metrics: dict[str, Any] = {"outputs": summarise_outputs(agreement_per_input(recipe.outputs, float_out, out))}
         if recipe.evaluate.task == "detection":
             metrics["detection"] = detection_metrics(loaded, images, float_out, out, scratch)
-        if face_pass is not None:
+        if face_pass is not None and verification:
             key = sha256_bytes(f"{face_pass.recognizers['quantized'].key}:{variant}".encode())
             variant_pass = face_pass.with_quantized(Model(key, None, runner))
             metrics["verification"], _ = verification_metrics(loaded, variant_pass, scratch, subset)

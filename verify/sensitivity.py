@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from functools import partial
+from typing import Any, Callable, Protocol
 
 import pandas as pd
 import yaml
@@ -27,9 +28,13 @@ MIN_GAIN_DB = 0.05  # below this a candidate's effect is build-to-build noise, n
 # gates a rebuilt variant can be measured on without a new accuracy_analysis
 LAYER_GATES = {"min_worst_layer_cosine"}
 
-# measure(runner, variant_key, scratch_dir) -> metrics dict with "outputs" (+ "detection"/"verification");
-# verification on the recipe's fixed subset of pairs
-Measure = Callable[[RknnRunner, str, Path], dict[str, Any]]
+class Measure(Protocol):
+    """measure(runner, variant_key, scratch_dir) -> metrics with "outputs" (+ "detection"/"verification",
+    the latter on the recipe's fixed subset of pairs; `verification=False` skips it)."""
+
+    def __call__(self, runner: RknnRunner, variant: str, scratch: Path, verification: bool = True) -> dict[str, Any]: ...
+
+
 # whole_set(float_layers) -> verification figures of that hybrid variant on every pair (None: no dataset)
 WholeSet = Callable[[list[str]], dict[str, Any] | None]
 
@@ -121,7 +126,8 @@ def analyse(loaded: LoadedRecipe, artifacts: Artifacts, layers: pd.DataFrame, qu
     baseline = worst_output_sqnr(quantized)
     ranking = []
     for label, float_layers, single_cos in items:
-        variant = _measure_variant(loaded, base, float_layers, measure, log_file)
+        # ranked by output SQNR on the eval inputs: no dataset pass per candidate
+        variant = _measure_variant(loaded, base, float_layers, partial(measure, verification=False), log_file)
         ranking.append({"candidate": label, "float_layers": float_layers, "single_cos_worst": single_cos,
                         "worst_output_sqnr_db": worst_output_sqnr(variant),
                         "gain_db": worst_output_sqnr(variant) - baseline,

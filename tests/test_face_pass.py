@@ -1,0 +1,99 @@
+"""Face choice, caches, pair subsets and the worker layer: one face pass, serial vs two processes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from convert.preprocess import people_in_pairs
+from verify.cache import VectorCache
+from verify.faces import choose
+from verify.lfw import Pair, PairSet
+from verify.recognition import pair_subset, protocol_folds
+from verify.workers import map_units, shards
+
+
+def face_row(x1: float, y1: float, x2: float, y2: float, score: float) -> np.ndarray:
+    points = np.tile([(x1 + x2) / 2, (y1 + y2) / 2], 5)
+    return np.array([x1, y1, x2, y2, score, *points], dtype=np.float32)
+
+
+def test_face_choice_central_largest_score() -> None:
+    # a 250x250 photo: a big face in the corner, a smaller one centred, a confident tiny one
+    rows = np.stack([face_row(0, 0, 120, 120, 0.90), face_row(90, 90, 160, 160, 0.95),
+                     face_row(200, 200, 220, 220, 0.99)])
+    assert choose(rows, "central", (250, 250))[0].tolist() == [125, 125]
+    assert choose(rows, "largest", (250, 250))[0].tolist() == [60, 60]
+    assert choose(rows, "score", (250, 250))[0].tolist() == [210, 210]
+    assert choose(rows[:0], "central", (250, 250)) is None
+
+
+def test_cache_round_trip_of_ragged_entries(tmp_path: Path) -> None:
+    cache = VectorCache(tmp_path / "c.npz")
+    cache.put("a", np.ones((2, 15), np.float32))
+    cache.put("none", np.zeros((0, 15), np.float32))
+    cache.put("b", np.full((1, 15), 7, np.float32))
+    cache.save()
+    again = VectorCache(tmp_path / "c.npz")
+    assert again.get("a").shape == (2, 15) and again.get("none").shape == (0, 15)
+    assert again.get("b")[0, 0] == 7 and again.missing(["a", "x"]) == ["x"]
+
+
+def test_people_in_pairs_and_unpaired_calibration(tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("1 1\nAnn 1 2\nBob 1 Cy 3\n")
+    assert people_in_pairs(pairs) == {"Ann", "Bob", "Cy"}
+
+
+def test_subset_is_seeded_and_lone_fold_gets_subfolds() -> None:
+    pairs = PairSet([Pair(Path(f"{i}a"), Path(f"{i}b"), i % 2 == 0, 0) for i in range(600)], 10, [0], "pairs.txt")
+    subset = pair_subset(pairs, 100)
+    assert len(subset.pairs) == 100 and subset.pairs == pair_subset(pairs, 100).pairs
+    folds = protocol_folds(pairs)
+    assert len(np.unique(folds)) == 10 and np.bincount(folds).tolist() == [60] * 10
+
+
+def square(value: int) -> int:
+    return value * value
+
+
+def test_map_units_in_two_processes_equals_serial() -> None:
+    units = list(range(7))
+    assert map_units(square, units, 2) == map_units(square, units, 1) == [u * u for u in units]
+    assert sorted(sum(shards(units, 3), [])) == units and len(shards(units, 3)) == 3
+
+
+def test_face_pass_serial_and_two_workers_agree(tmp_path: Path) -> None:
+    """Real detector + recognizer on 40 LFW pairs: in-process (live builds) and two spawned workers
+    (each rebuilding the quantized model) give the same embeddings, so figures never depend on N."""
+    import rkverify
+    from convert.pipeline import release
+    from verify.evaluation import active, detector_of, recognizer_models
+    from verify.recognition import FacePass, choose_pairs, verification_metrics
+    from verify.runners import OnnxRuntimeRunner
+    from verify.evaluation import rknn_runner
+    from tests.conftest import CI_VERIFICATION
+
+    loaded, artifacts, detector = rkverify.convert_all("arcface-mobilefacenet", CI_VERIFICATION)
+    recipe = loaded.recipe
+    log = tmp_path / "toolkit.log"
+    try:
+        float_runner = OnnxRuntimeRunner(artifacts.onnx, recipe.model_input, recipe.preprocess)
+        quant_runner = rknn_runner(artifacts.rknn, recipe, log)
+        aligner = detector_of(detector, log)
+        subset = pair_subset(choose_pairs(recipe.evaluate.verification, loaded.path)[0], 40)
+        figures = {}
+        with active(float_runner, quant_runner, aligner.float.live, aligner.quantized.live):
+            for workers in (1, 2):
+                face_pass = FacePass(loaded, recognizer_models(loaded, artifacts, float_runner, quant_runner),
+                                     aligner, tmp_path / f"cache{workers}", log, workers)
+                figures[workers], _ = verification_metrics(loaded, face_pass, tmp_path / f"run{workers}", subset)
+    finally:
+        release(artifacts)
+        release(detector[1])
+    assert figures[1]["pass"]["workers"] == 1 and figures[2]["pass"]["workers"] == 2
+    assert figures[2]["pass"]["computed_images"] == figures[1]["pass"]["computed_images"] > 40
+    for key in ("float", "quantized"):
+        assert figures[1][key]["accuracy"] == figures[2][key]["accuracy"]
+    drift1, drift2 = figures[1]["embedding_drift"], figures[2]["embedding_drift"]
+    assert drift1["cosine_mean"] == drift2["cosine_mean"] and drift1["cosine_worst"] == drift2["cosine_worst"]
