@@ -49,9 +49,10 @@ def convert_all(recipe: str, overrides: dict[str, object] | None = None
     align_with = loaded.recipe.quantization.calibration.align_with
     detector_name = verification.detector if verification and verification.faces == "align" else align_with
     detector = None
-    if detector_name:
+    if detector_name:  # its quantized build only when the quantized run aligns with it too
         detector_recipe = load_recipe(detector_name)
-        detector = (detector_recipe, convert_recipe(detector_recipe))
+        full_pipeline = bool(verification and verification.faces == "align" and verification.full_pipeline)
+        detector = (detector_recipe, convert_recipe(detector_recipe, float_only=not full_pipeline))
     if align_with:
         loaded = with_aligned_calibration(loaded, recipe, overrides or {}, detector)
     return loaded, convert_recipe(loaded), detector
@@ -81,7 +82,7 @@ def with_aligned_calibration(loaded: LoadedRecipe, recipe: str, overrides: dict[
     from verify.recognition import aligned_calibration
 
     _, detector_artifacts = detector
-    aligner = detector_of(detector, detector_artifacts.rknn.path.with_suffix(".log"))
+    aligner = detector_of(detector, detector_artifacts.model_dir / "align.log")
     assert aligner is not None and aligner.float.live is not None
     aligner.float.live.activate()
     try:

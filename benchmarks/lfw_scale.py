@@ -46,6 +46,8 @@ def one_run(recipe: str, workers: int, overrides: dict[str, object], cold: bool,
         "verification_step_seconds": metrics["timings_s"][VERIFY_STEP],
         "face_pass": face_pass,
         "pass_vs_engine_per_worker": round(face_pass["wall_seconds"] / (engine / workers), 3) if engine else None,
+        "engine_images_per_second": {k: round(face_pass["computed_images"] / s, 1)
+                                     for k, s in face_pass["engine_seconds"].items() if s},
         "pairs": v["float"]["pairs"], "folds_used": [f + 1 for f in v["folds_used"]],
         "accuracy": {k: [v[k]["accuracy"]["mean"], v[k]["accuracy"]["std"]] for k in ("float", "quantized")},
         "val_at_far": {k: v[k]["val_at_far"]["val"] for k in ("float", "quantized")},

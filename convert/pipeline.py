@@ -29,7 +29,7 @@ class Artifacts:
     onnx: Path
     calibration_list: Path
     calibration: dict
-    rknn: RknnBuild
+    rknn: RknnBuild | None  # None when only the float model is wanted (e.g. a detector that aligns faces)
     native_check: dict[str, float]  # worst cosine per output, framework vs ONNX ({} for ONNX sources)
     fp16: RknnBuild | None  # unquantized build of the same graph, for stage attribution
     float_key: str  # what the float model's outputs depend on (for caches)
@@ -38,7 +38,8 @@ class Artifacts:
 
 
 def convert_recipe(loaded: LoadedRecipe, models_dir: Path = PROJECT_ROOT / "models",
-                   calib_dir: Path = PROJECT_ROOT / "calib_data") -> Artifacts:
+                   calib_dir: Path = PROJECT_ROOT / "calib_data", float_only: bool = False) -> Artifacts:
+    """The recipe's artifacts; `float_only` stops at the canonical ONNX (no calibration, no .rknn)."""
     recipe = loaded.recipe
     timings: dict[str, float] = {}
     model_dir = models_dir / recipe.name
@@ -52,6 +53,10 @@ def convert_recipe(loaded: LoadedRecipe, models_dir: Path = PROJECT_ROOT / "mode
             raw_onnx = source_to_onnx(loaded, source, model_dir / "source" / f"{recipe.name}.{framework}.onnx")
     with step("canonical float ONNX (fixed shape, onnxsim)", timings):
         onnx_path = prepare_onnx(raw_onnx, loaded, model_dir / f"{recipe.name}.onnx")
+    if float_only:
+        return Artifacts(model_dir=model_dir, source=source, onnx=onnx_path, calibration_list=Path(), calibration={},
+                         rknn=None, native_check={}, fp16=None, float_key=sha256_file(onnx_path), quant_key="",
+                         timings=timings)
     with step("calibration set", timings):
         list_file = build_calibration_set(loaded, calib_dir)
     native_check: dict[str, float] = {}

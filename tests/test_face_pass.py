@@ -83,7 +83,7 @@ def test_face_pass_serial_and_two_workers_agree(tmp_path: Path) -> None:
         aligner = detector_of(detector, log)
         subset = pair_subset(choose_pairs(recipe.evaluate.verification, loaded.path)[0], 40)
         figures = {}
-        with active(float_runner, quant_runner, aligner.float.live, aligner.quantized.live):
+        with active(float_runner, quant_runner, aligner.float.live):
             for workers in (1, 2):
                 face_pass = FacePass(loaded, recognizer_models(loaded, artifacts, float_runner, quant_runner),
                                      aligner, tmp_path / f"cache{workers}", log, workers)

@@ -90,9 +90,11 @@ def detector_of(detector: tuple[LoadedRecipe, Artifacts] | None, log_file: Path)
     loaded, artifacts = detector
     recipe = loaded.recipe
     float_runner = OnnxRuntimeRunner(artifacts.onnx, recipe.model_input, recipe.preprocess)
-    return Detector(recipe, Model(artifacts.float_key, OnnxSpec(artifacts.onnx, recipe), float_runner),
-                    Model(artifacts.quant_key, quantized_spec(loaded, artifacts),
-                          rknn_runner(artifacts.rknn, recipe, log_file)))
+    quantized = None
+    if artifacts.rknn is not None:
+        quantized = Model(artifacts.quant_key, quantized_spec(loaded, artifacts),
+                          rknn_runner(artifacts.rknn, recipe, log_file))
+    return Detector(recipe, Model(artifacts.float_key, OnnxSpec(artifacts.onnx, recipe), float_runner), quantized)
 
 
 def shared_cache(artifacts: Artifacts) -> Path:
@@ -123,9 +125,10 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
     with atomic_dir(final) as run_dir:
         log_file = run_dir / "toolkit.log"
         float_runner = OnnxRuntimeRunner(artifacts.onnx, recipe.model_input, recipe.preprocess)
+        assert artifacts.rknn is not None
         quant_runner = rknn_runner(artifacts.rknn, recipe, log_file)
         aligner = detector_of(detector, log_file)
-        detector_runners = [aligner.float.live, aligner.quantized.live] if aligner else []
+        detector_runners = [m.live for m in (aligner.float, aligner.quantized) if m] if aligner else []
         face_pass = None
         verification = None
         with active(float_runner, quant_runner, *detector_runners):

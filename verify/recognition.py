@@ -54,10 +54,12 @@ class Detector:
 
     recipe: Recipe
     float: Model
-    quantized: Model
+    quantized: Model | None  # built only when the quantized run aligns with it (full_pipeline)
 
     def side(self, name: str) -> Model:
-        return self.float if name == "float" else self.quantized
+        model = self.float if name == "float" else self.quantized
+        assert model is not None, f"the {name} detector was not built"
+        return model
 
     def rows_key(self, name: str) -> str:
         """What the cached detections of one side depend on: the model and how it is decoded."""
