@@ -5,18 +5,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
 from convert.errors import RkverifyError
-from convert.progress import step
-from convert.recipe import PROJECT_ROOT, LoadedRecipe, load_recipe
-
-if TYPE_CHECKING:  # onnx/onnxsim and friends load only when a run starts
-    from convert.pipeline import Artifacts
-
-REPORTS_DIR = PROJECT_ROOT / "reports"
+from verify.run import REPORTS_DIR, convert_all, run  # noqa: F401  (the library's API, used by tests)
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, object]:
@@ -30,69 +23,31 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
     return overrides
 
 
-def convert_all(recipe: str, overrides: dict[str, object] | None = None
-                ) -> tuple[LoadedRecipe, Artifacts, tuple[LoadedRecipe, Artifacts] | None]:
-    """Convert a recipe, and first the detector recipe it aligns faces with (if any).
-
-    Returns (loaded recipe, its artifacts, (detector recipe, detector artifacts) or None).
-    The detector is built in this process too: the simulator only runs in-process builds.
-    """
-    from convert.pipeline import convert_recipe  # heavy imports after argument checks
-
-    loaded = load_recipe(recipe, overrides)
-    if loaded.recipe.target.runtime == "board":  # before any work: say what stops the board run
-        from convert.artifacts import tool_versions
-        from verify.board import preflight
-
-        preflight(loaded.recipe.target.device_id, tool_versions()["rknn-toolkit2"])
-    verification = loaded.recipe.evaluate.verification
-    align_with = loaded.recipe.quantization.calibration.align_with
-    detector_name = verification.detector if verification and verification.faces == "align" else align_with
-    detector = None
-    if detector_name:  # its quantized build only when the quantized run aligns with it too
-        detector_recipe = load_recipe(detector_name)
-        full_pipeline = bool(verification and verification.faces == "align" and verification.full_pipeline)
-        detector = (detector_recipe, convert_recipe(detector_recipe, float_only=not full_pipeline))
-    if align_with:
-        loaded = with_aligned_calibration(loaded, recipe, overrides or {}, detector)
-    return loaded, convert_recipe(loaded), detector
+def parse_grid(pairs: list[str]) -> dict[str, list[object]]:
+    grid = {}
+    for pair in pairs:
+        key, sep, values = pair.partition("=")
+        if not sep or not values:
+            raise RkverifyError("command line", "--grid", f"'{pair}' is not FIELD=V1,V2,...",
+                                "write e.g. --grid quantization.algorithm=normal,mmse")
+        grid[key] = [yaml.safe_load(v) for v in values.split(",")]
+    return grid
 
 
-def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Path = REPORTS_DIR,
-        workers: int | None = None) -> Path:
-    """Convert and verify one recipe; return the run directory. Dataset-sized work runs on
-    `workers` processes (default: one per core)."""
-    from convert.pipeline import release
-    from verify.evaluation import verify_artifacts
+def run_sweep(args: argparse.Namespace) -> int:
+    from verify.sweep import sweep
     from verify.workers import default_workers
 
-    loaded, artifacts, detector = convert_all(recipe, overrides)
-    try:
-        return verify_artifacts(loaded, artifacts, reports_dir, detector, workers or default_workers())
-    finally:
-        release(artifacts)
-        if detector is not None:
-            release(detector[1])
-
-
-def with_aligned_calibration(loaded: LoadedRecipe, recipe: str, overrides: dict[str, object],
-                             detector: tuple[LoadedRecipe, Artifacts]) -> LoadedRecipe:
-    """The recipe with its calibration photos replaced by their aligned faces."""
-    from verify.evaluation import detector_of, shared_cache
-    from verify.recognition import aligned_calibration
-
-    _, detector_artifacts = detector
-    aligner = detector_of(detector, detector_artifacts.model_dir / "align.log")
-    assert aligner is not None and aligner.float.live is not None
-    aligner.float.live.activate()
-    try:
-        with step("align calibration faces", None):
-            folder = aligned_calibration(loaded, aligner, PROJECT_ROOT / "calib_data", shared_cache(detector_artifacts))
-    finally:
-        aligner.float.live.deactivate()
-    images = [{"dir": str(folder), "glob": "*.png"}]
-    return load_recipe(recipe, {**overrides, "quantization.calibration.images": images,
-                                "quantization.calibration.align_with": None})
+    folder = sweep(args.recipe, parse_grid(args.grid), args.reports, args.workers or default_workers(),
+                   args.until_gates, args.ray, parse_overrides(args.overrides))
+    summary = json.loads((folder / "sweep.json").read_text())
+    for row in summary["rows"]:
+        status = row.get("error") or row.get("skipped") or ("pass" if row["passed"] else "FAIL")
+        print(f"{row['variant']} {row['fields']}: {status}")
+    best = summary["best"]
+    print(f"best: {best['variant']} {' '.join(best['set_lines'])}" if best else "best: none passes the gates")
+    print(f"sweep: {folder / 'sweep.html'}")
+    return 0 if best else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,6 +64,19 @@ def main(argv: list[str] | None = None) -> int:
                          help="worker processes for dataset-sized work (default: one per core)")
     render_cmd = sub.add_parser("render", help="re-render report.html of a run from its data")
     render_cmd.add_argument("run_dir", type=Path)
+    sweep_cmd = sub.add_parser("sweep", help="run every combination of recipe fields, compare, name the best")
+    sweep_cmd.add_argument("recipe", help="recipe name or path (its sweep: block is the default grid)")
+    sweep_cmd.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
+                           help="values to try for a recipe field, e.g. quantization.algorithm=normal,mmse")
+    sweep_cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                           help="override a field in every variant")
+    sweep_cmd.add_argument("--until-gates", action="store_true", default=None,
+                           help="cheapest variants first; stop at the first that passes the gates")
+    sweep_cmd.add_argument("--workers", type=int, metavar="N", help="variants run at once (default: one per core)")
+    sweep_cmd.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                           help="run the variants as Ray tasks: on a cluster (ADDRESS, e.g. ray://head:10001) or a "
+                           "Ray instance started on this machine (no ADDRESS)")
+    sweep_cmd.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where sweep folders go")
     args = parser.parse_args(argv)
     try:
         if args.command == "render":
@@ -116,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(render_report(args.run_dir))
             return 0
+        if args.command == "sweep":
+            return run_sweep(args)
         overrides = parse_overrides(args.overrides)
         if args.target:
             overrides |= {"target.platform": args.target, "target.runtime": "board", "target.device_id": args.device_id}

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import rkverify  # noqa: E402
 from convert.artifacts import tool_versions, utc_now, write_json_atomic  # noqa: E402
 from convert.recipe import PROJECT_ROOT  # noqa: E402
-from verify.cache import CACHE_DIR_NAME  # noqa: E402
+from verify.cache import SHARED_CACHE_DIR  # noqa: E402
 
 VERIFY_STEP = "face verification, float vs quantized"
 NO_ANALYSES = {"analysis.sensitivity_layers": 0, "analysis.calibration_resamples": 0, "analysis.toolkit_proposal": False}
@@ -33,7 +33,7 @@ NO_ANALYSES = {"analysis.sensitivity_layers": 0, "analysis.calibration_resamples
 
 def one_run(recipe: str, workers: int, overrides: dict[str, object], cold: bool, reports: Path) -> dict[str, object]:
     if cold:
-        shutil.rmtree(PROJECT_ROOT / "models" / CACHE_DIR_NAME, ignore_errors=True)
+        shutil.rmtree(SHARED_CACHE_DIR, ignore_errors=True)
     started = time.perf_counter()
     run_dir = rkverify.run(recipe, overrides, reports_dir=reports, workers=workers)
     wall = time.perf_counter() - started

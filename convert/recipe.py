@@ -230,6 +230,15 @@ class Analysis(Strict):
                                    "mean/std; warn when the recipe's are not the best for the task")
 
 
+class Sweep(Strict):
+    """Variants of this recipe to compare (`rkverify.py sweep <recipe>`); each is a set of --set overrides."""
+
+    grid: dict[str, list[Any]] = Field({}, description="recipe field (dotted, as --set) -> values to try; "
+                                       "every combination is a variant")
+    until_gates: bool = Field(False, description="run the cheapest variants first and stop at the first "
+                              "that passes the gates")
+
+
 class Recipe(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     description: str = ""
@@ -243,6 +252,7 @@ class Recipe(Strict):
     evaluate: Evaluate
     gates: Gates = Gates()
     analysis: Analysis = Analysis()
+    sweep: Sweep = Sweep()
 
     @model_validator(mode="after")
     def _dtype_fits_platform(self) -> "Recipe":

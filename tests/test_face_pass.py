@@ -10,7 +10,6 @@ from verify.cache import VectorCache
 from verify.faces import choose
 from verify.lfw import Pair, PairSet
 from verify.recognition import pair_subset, protocol_folds
-from verify.workers import map_units, shards
 
 
 def face_row(x1: float, y1: float, x2: float, y2: float, score: float) -> np.ndarray:
@@ -51,16 +50,6 @@ def test_subset_is_seeded_and_lone_fold_gets_subfolds() -> None:
     assert len(subset.pairs) == 100 and subset.pairs == pair_subset(pairs, 100).pairs
     folds = protocol_folds(pairs)
     assert len(np.unique(folds)) == 10 and np.bincount(folds).tolist() == [60] * 10
-
-
-def square(value: int) -> int:
-    return value * value
-
-
-def test_map_units_in_two_processes_equals_serial() -> None:
-    units = list(range(7))
-    assert map_units(square, units, 2) == map_units(square, units, 1) == [u * u for u in units]
-    assert sorted(sum(shards(units, 3), [])) == units and len(shards(units, 3)) == 3
 
 
 def test_face_pass_serial_and_two_workers_agree(tmp_path: Path) -> None:

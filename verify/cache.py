@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from convert.artifacts import write_bytes_atomic
+from convert.recipe import PROJECT_ROOT
 
-CACHE_DIR_NAME = "cache"  # models/cache/: shared by every recipe (keys say what made the arrays)
+# shared by every recipe and sweep variant: the keys say what made the arrays
+SHARED_CACHE_DIR = PROJECT_ROOT / "models" / "cache"
 
 
 class VectorCache:

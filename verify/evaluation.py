@@ -30,7 +30,7 @@ from verify.gates import evaluate_gates, gate_dicts
 from verify.history import compare_runs, runs_of
 from verify.layers import run_accuracy_analysis
 from verify.preprocess_check import check_preprocessing
-from verify.cache import CACHE_DIR_NAME
+from verify.cache import SHARED_CACHE_DIR
 from verify.recognition import Detector, FacePass, Model, choose_pairs, pair_subset, verification_metrics
 from verify.report import draw_overlay, render_index, render_report
 from verify.runners import OnnxRuntimeRunner, OnnxSpec, RknnRunner, Runner, SimulatorSpec, board_loader
@@ -97,22 +97,6 @@ def detector_of(detector: tuple[LoadedRecipe, Artifacts] | None, log_file: Path)
     return Detector(recipe, Model(artifacts.float_key, OnnxSpec(artifacts.onnx, recipe), float_runner), quantized)
 
 
-def shared_cache(artifacts: Artifacts) -> Path:
-    """models/cache/: detections and embeddings keyed by content, shared by every recipe."""
-    return artifacts.model_dir.parent / CACHE_DIR_NAME
-
-
-def summarise_outputs(per_image: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:
-    summary = {}
-    for name in per_image[0]:
-        values = {k: np.array([img[name][k] for img in per_image]) for k in per_image[0][name]}
-        summary[name] = {k: {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
-                         for k, v in values.items() if k != "nonfinite"}
-        summary[name]["nonfinite"] = int(values["nonfinite"].sum())
-        summary[name]["cos_norm_disagree"] = disagree(summary[name]["cosine"]["mean"], summary[name]["norm_ratio"]["mean"])
-    return summary
-
-
 def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Path,
                      detector: tuple[LoadedRecipe, Artifacts] | None = None, workers: int = 1) -> Path:
     """Measure one recipe's artifacts; `detector` (recipe, artifacts) aligns faces for recognizers;
@@ -134,7 +118,7 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
         with active(float_runner, quant_runner, *detector_runners):
             if recipe.evaluate.task == "recognition":
                 face_pass = FacePass(loaded, recognizer_models(loaded, artifacts, float_runner, quant_runner),
-                                     aligner, shared_cache(artifacts), log_file, workers)
+                                     aligner, SHARED_CACHE_DIR, log_file, workers)
                 with step("face verification, float vs quantized", timings):
                     verification, images = verification_metrics(loaded, face_pass, run_dir,
                                                                 faces_for_drift=recipe.evaluate.count,

@@ -1,19 +1,34 @@
-"""The execution layer: units of work in worker processes, results back as data.
+"""The execution layer: units of work in worker processes (or Ray tasks), results back as data.
 
-rknn-toolkit2's simulator runs on one core and only runs models built in its own process,
-so work that scales with the dataset (or the number of variants) is cut into units, each
-run by a fresh worker process that builds what it needs itself. Workers are started with
-`spawn`: the caller has the toolkit (torch, TensorFlow) loaded, and forking it is unsafe.
+rknn-toolkit2's simulator runs on one core and only runs models built in its own process, so
+work that scales with the dataset or the number of variants is cut into units, each run by a
+fresh process that builds what it needs itself. Every unit gets a process of its own, started
+with `spawn` (the caller has the toolkit, torch and TensorFlow loaded: forking it is unsafe), so
+a unit that crashes or is killed fails alone and the others complete. On a cluster the same
+units run as Ray tasks (Ray schedules; this module only submits and collects).
 """
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
-from concurrent.futures import ProcessPoolExecutor
-from typing import Callable, Sequence, TypeVar
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Sequence, TypeVar
+
+from convert.recipe import PROJECT_ROOT
 
 Unit = TypeVar("Unit")
 Result = TypeVar("Result")
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[Result]):
+    """A unit's result, or the one line that says why it has none."""
+
+    result: Result | None
+    error: str | None = None
+    exception: BaseException | None = None  # the unit's own exception, when it could cross the pipe
 
 
 def default_workers() -> int:
@@ -26,16 +41,99 @@ def threads_per_worker(workers: int) -> int:
     return max(1, default_workers() // max(1, workers))
 
 
-def map_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers: int) -> list[Result]:
-    """`function(unit)` for every unit, in order: in this process for one worker, else in a pool
-    of `workers` spawned processes. `function` must be a module-level function (picklable)."""
-    if workers <= 1 or len(units) <= 1:
-        return [function(unit) for unit in units]
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(units)), mp_context=context) as pool:
-        return list(pool.map(function, units))
-
-
 def shards(items: Sequence[Unit], count: int) -> list[list[Unit]]:
     """`items` dealt round-robin into at most `count` non-empty shards (balanced across the set)."""
     return [list(items[i::count]) for i in range(min(count, len(items)))]
+
+
+def one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}".rstrip(": ")
+
+
+def _child(function: Callable[[Any], Any], unit: Any, conn: multiprocessing.connection.Connection) -> None:
+    try:
+        conn.send(Outcome(function(unit)))
+    except BaseException as exc:  # the parent gets the reason as data; the trace goes to stderr
+        traceback.print_exc()
+        try:
+            conn.send(Outcome(None, one_line(exc), exc))
+        except Exception:  # an exception that does not pickle: its line still does
+            conn.send(Outcome(None, one_line(exc)))
+    finally:
+        conn.close()
+
+
+def run_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers: int,
+              ray_address: str | None = None) -> list[Outcome[Result]]:
+    """`function(unit)` for every unit, outcomes in order: in this process for one worker, else one
+    spawned process per unit, `workers` at a time (or Ray tasks when `ray_address` is given; "local"
+    starts a Ray instance on this machine). `function` must be a module-level function."""
+    if ray_address is not None:
+        return _run_on_ray(function, units, ray_address)
+    if workers <= 1 or len(units) <= 1:
+        outcomes: list[Outcome[Result]] = []
+        for unit in units:
+            try:
+                outcomes.append(Outcome(function(unit)))
+            except Exception as exc:
+                outcomes.append(Outcome(None, one_line(exc), exc))
+        return outcomes
+    context = multiprocessing.get_context("spawn")
+    results: dict[int, Outcome[Result]] = {}
+    waiting = list(enumerate(units))
+    running: dict[int, tuple[Any, multiprocessing.connection.Connection]] = {}
+    while waiting or running:
+        while waiting and len(running) < workers:
+            index, unit = waiting.pop(0)
+            receive, send = context.Pipe(duplex=False)
+            process = context.Process(target=_child, args=(function, unit, send), daemon=False)
+            process.start()
+            send.close()
+            running[index] = (process, receive)
+        multiprocessing.connection.wait([conn for _, conn in running.values()])
+        for index, (process, conn) in list(running.items()):
+            if not conn.poll():
+                continue
+            try:
+                results[index] = conn.recv()
+            except EOFError:  # it died before answering (killed, out of memory, a crash in C)
+                process.join()
+                results[index] = Outcome(None, f"worker process died (exit code {process.exitcode})")
+            process.join()
+            conn.close()
+            del running[index]
+    return [results[i] for i in range(len(units))]
+
+
+def map_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers: int) -> list[Result]:
+    """As `run_units`, for work that is all or nothing: the first failure is raised."""
+    outcomes = run_units(function, units, workers)
+    failed = [o for o in outcomes if o.error is not None]
+    if failed:
+        if failed[0].exception is not None:
+            raise failed[0].exception
+        raise RuntimeError(f"{len(failed)} of {len(units)} worker units failed; first: {failed[0].error}")
+    return [o.result for o in outcomes]  # type: ignore[misc]
+
+
+def _run_on_ray(function: Callable[[Unit], Result], units: Sequence[Unit], address: str) -> list[Outcome[Result]]:
+    import ray  # only when asked for: the local pool needs none of it
+
+    if not ray.is_initialized():
+        # the workers import this project by module name: they need it on their path (on a
+        # cluster, the project and the data at the same paths on every node)
+        runtime_env = {"env_vars": {"PYTHONPATH": str(PROJECT_ROOT)}}
+        if address == "local":
+            ray.init(num_cpus=default_workers(), include_dashboard=False, runtime_env=runtime_env,
+                     _node_ip_address="127.0.0.1", log_to_driver=False)
+        else:
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+    task = ray.remote(num_cpus=1, max_retries=0)(function)
+    refs = [task.remote(unit) for unit in units]
+    outcomes: list[Outcome[Result]] = []
+    for ref in refs:
+        try:
+            outcomes.append(Outcome(ray.get(ref)))
+        except Exception as exc:  # RayTaskError (the unit raised) or a dead worker
+            outcomes.append(Outcome(None, one_line(getattr(exc, "cause", None) or exc)))
+    return outcomes

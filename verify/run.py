@@ -1,0 +1,83 @@
+"""What `rkverify.py run` does for one recipe (variant), as a library call: convert (the aligning
+detector first, then aligned calibration faces), verify, report. Sweeps and worker processes call
+`run` exactly as the command line does."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from convert.progress import step
+from convert.recipe import PROJECT_ROOT, LoadedRecipe, load_recipe
+
+if TYPE_CHECKING:  # onnx/onnxsim and friends load only when a run starts
+    from convert.pipeline import Artifacts
+
+REPORTS_DIR = PROJECT_ROOT / "reports"
+MODELS_DIR = PROJECT_ROOT / "models"
+CALIB_DIR = PROJECT_ROOT / "calib_data"
+
+
+def convert_all(recipe: str, overrides: dict[str, object] | None = None, models_dir: Path = MODELS_DIR,
+                calib_dir: Path = CALIB_DIR) -> tuple[LoadedRecipe, Artifacts, tuple[LoadedRecipe, Artifacts] | None]:
+    """Convert a recipe, and first the detector recipe it aligns faces with (if any), into
+    `models_dir`. Returns (loaded recipe, its artifacts, (detector recipe, its artifacts) or None).
+    The detector is built in this process too: the simulator only runs in-process builds.
+    """
+    from convert.pipeline import convert_recipe  # heavy imports after argument checks
+
+    loaded = load_recipe(recipe, overrides)
+    if loaded.recipe.target.runtime == "board":  # before any work: say what stops the board run
+        from convert.artifacts import tool_versions
+        from verify.board import preflight
+
+        preflight(loaded.recipe.target.device_id, tool_versions()["rknn-toolkit2"])
+    verification = loaded.recipe.evaluate.verification
+    align_with = loaded.recipe.quantization.calibration.align_with
+    detector_name = verification.detector if verification and verification.faces == "align" else align_with
+    detector = None
+    if detector_name:  # its quantized build only when the quantized run aligns with it too
+        detector_recipe = load_recipe(detector_name)
+        full_pipeline = bool(verification and verification.faces == "align" and verification.full_pipeline)
+        detector = (detector_recipe, convert_recipe(detector_recipe, models_dir, float_only=not full_pipeline))
+    if align_with:
+        loaded = with_aligned_calibration(loaded, recipe, overrides or {}, detector, calib_dir)
+    return loaded, convert_recipe(loaded, models_dir, calib_dir), detector
+
+
+def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Path = REPORTS_DIR,
+        workers: int | None = None, models_dir: Path = MODELS_DIR, calib_dir: Path = CALIB_DIR) -> Path:
+    """Convert and verify one recipe; return the run directory. Dataset-sized work runs on
+    `workers` processes (default: one per core); artifacts go to `models_dir` (a sweep gives each
+    variant its own, and its own calibration folder)."""
+    from convert.pipeline import release
+    from verify.evaluation import verify_artifacts
+    from verify.workers import default_workers
+
+    loaded, artifacts, detector = convert_all(recipe, overrides, models_dir, calib_dir)
+    try:
+        return verify_artifacts(loaded, artifacts, reports_dir, detector, workers or default_workers())
+    finally:
+        release(artifacts)
+        if detector is not None:
+            release(detector[1])
+
+
+def with_aligned_calibration(loaded: LoadedRecipe, recipe: str, overrides: dict[str, object],
+                             detector: tuple[LoadedRecipe, Artifacts], calib_dir: Path) -> LoadedRecipe:
+    """The recipe with its calibration photos replaced by their aligned faces."""
+    from verify.cache import SHARED_CACHE_DIR
+    from verify.evaluation import detector_of
+    from verify.recognition import aligned_calibration
+
+    _, detector_artifacts = detector
+    aligner = detector_of(detector, detector_artifacts.model_dir / "align.log")
+    assert aligner is not None and aligner.float.live is not None
+    aligner.float.live.activate()
+    try:
+        with step("align calibration faces", None):
+            folder = aligned_calibration(loaded, aligner, calib_dir, SHARED_CACHE_DIR)
+    finally:
+        aligner.float.live.deactivate()
+    images = [{"dir": str(folder), "glob": "*.png"}]
+    return load_recipe(recipe, {**overrides, "quantization.calibration.images": images,
+                                "quantization.calibration.align_with": None})

@@ -1,0 +1,168 @@
+"""Quantization sweeps: every combination of a grid of recipe fields, each variant run exactly as
+`run` runs it (in a worker process or a Ray task), one table, a Pareto plot, the best variant.
+
+`until_gates` is the accuracy-aware mode: variants are ordered from cheapest to costliest
+(w8a8 before hybrid before w16a16i_dfp before float16; normal before mmse/kl; fewer calibration
+images first) and the sweep stops at the first batch holding a variant that passes the gates.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from convert.artifacts import atomic_dir, sha256_bytes, utc_now
+from convert.errors import RkverifyError
+from convert.recipe import LoadedRecipe, Recipe, load_recipe
+from verify.workers import run_units
+
+DTYPE_COST = {"w4a16": 0, "w8a8": 1, "w16a16i_dfp": 3, "float16": 4}  # hybrid w8a8 counts 2
+ALGORITHM_COST = {"normal": 0, "mmse": 1, "kl_divergence": 1}
+
+
+@dataclass(frozen=True)
+class VariantUnit:
+    """One variant: the recipe with the sweep's base overrides and this variant's fields."""
+
+    recipe: str
+    name: str  # v01, v02, ... in grid order
+    fields: dict[str, Any]
+    overrides: dict[str, Any]
+    folder: Path
+
+
+def grid_variants(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def cost(recipe: Recipe) -> tuple[int, int, int, int]:
+    quant = recipe.quantization
+    dtype = DTYPE_COST[quant.dtype] + (1 if quant.hybrid.float_layers and quant.dtype == "w8a8" else 0)
+    return dtype, len(quant.hybrid.float_layers), quant.calibration.size, ALGORITHM_COST[quant.algorithm]
+
+
+def task_figures(metrics: dict[str, Any]) -> dict[str, float]:
+    """The figures a sweep table compares, per task."""
+    figures = {f"cosine {name}": o["cosine"]["mean"] for name, o in metrics["outputs"].items()}
+    if "verification" in metrics:
+        v = metrics["verification"]
+        figures |= {"accuracy": v["quantized"]["accuracy"]["mean"], "float accuracy": v["float"]["accuracy"]["mean"],
+                    "accuracy drop": v["accuracy_drop"], "embedding cosine": v["embedding_drift"]["cosine_mean"]}
+    if "detection" in metrics:
+        figures |= {"match rate": metrics["detection"]["match_rate"], "mean IoU": metrics["detection"]["mean_iou"]}
+    return figures
+
+
+def headline(figures: dict[str, float]) -> float:
+    """The task figure a variant is ranked by: accuracy, else detection match rate, else worst cosine."""
+    for key in ("accuracy", "match rate"):
+        if key in figures:
+            return figures[key]
+    return min(v for k, v in figures.items() if k.startswith("cosine "))
+
+
+def run_variant(unit: VariantUnit) -> dict[str, Any]:
+    """What `run` does, for one variant, into its own folder (models and calibration included, so
+    variants running side by side never share a half-written artifact); one worker inside."""
+    from verify.run import run
+
+    started = time.perf_counter()
+    run_dir = run(unit.recipe, unit.overrides, reports_dir=unit.folder / "reports", workers=1,
+                  models_dir=unit.folder / "models", calib_dir=unit.folder / "calib_data")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    figures = task_figures(metrics)
+    return {"run_dir": str(run_dir), "passed": metrics["passed"], "gates": metrics["gates"],
+            "figures": figures, "headline": headline(figures),
+            "rknn_bytes": metrics["provenance"]["artifact_bytes"],
+            "build_seconds": metrics["provenance"]["build_seconds"],
+            "npu_estimate_ms": (metrics.get("board") or {}).get("eval_perf"),
+            "wall_seconds": round(time.perf_counter() - started, 1)}
+
+
+def plan(loaded: LoadedRecipe, recipe_arg: str, grid: dict[str, list[Any]], base: dict[str, Any], folder: Path,
+         until_gates: bool) -> tuple[list[VariantUnit], list[dict[str, Any]]]:
+    """Units to run (cheapest first for until_gates) and rows of variants the recipe check refuses."""
+    units, refused = [], []
+    costs = {}
+    for index, fields in enumerate(grid_variants(grid), start=1):
+        name = f"v{index:02d}"
+        overrides = base | fields
+        try:
+            variant = load_recipe(recipe_arg, overrides).recipe
+        except RkverifyError as exc:  # e.g. a dtype the target refuses: a row, not a crashed sweep
+            refused.append({"variant": name, "fields": fields, "error": str(exc)})
+            continue
+        costs[name] = cost(variant)
+        units.append(VariantUnit(recipe_arg, name, fields, overrides, folder / "variants" / name))
+    if until_gates:
+        units.sort(key=lambda u: costs[u.name])
+    return units, refused
+
+
+def sweep(recipe_arg: str, grid: dict[str, list[Any]] | None, reports_dir: Path, workers: int,
+          until_gates: bool | None = None, ray_address: str | None = None,
+          base: dict[str, Any] | None = None) -> Path:
+    """Run the sweep; return its folder reports/<recipe>/sweeps/<sweep-id>/ (sweep.json, sweep.html)."""
+    from verify.sweep_report import render_sweep
+
+    loaded = load_recipe(recipe_arg, base)
+    recipe = loaded.recipe
+    grid = grid or recipe.sweep.grid
+    if not grid:
+        raise RkverifyError(loaded.path, "sweep.grid", "no grid to sweep",
+                            "pass --grid FIELD=V1,V2 or give the recipe a sweep: {grid: {FIELD: [V1, V2]}} block")
+    until_gates = recipe.sweep.until_gates if until_gates is None else until_gates
+    ident = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{sha256_bytes(json.dumps(grid, default=str).encode())[:8]}"
+    final = reports_dir / recipe.name / "sweeps" / ident
+    with atomic_dir(final) as folder:
+        units, refused = plan(loaded, recipe_arg, grid, base or {}, folder, until_gates)
+        rows = list(refused)
+        batch = max(1, workers) if until_gates else max(1, len(units))
+        stopped_at = None
+        for start in range(0, len(units), batch):
+            chunk = units[start:start + batch]
+            for unit, outcome in zip(chunk, run_units(run_variant, chunk, workers, ray_address)):
+                row = {"variant": unit.name, "fields": unit.fields, "cost_order": units.index(unit) + 1}
+                rows.append(row | (outcome.result if outcome.result is not None else {"error": outcome.error}))
+            if until_gates and any(r.get("passed") for r in rows):
+                stopped_at = chunk[-1].name
+                rows += [{"variant": u.name, "fields": u.fields, "cost_order": units.index(u) + 1,
+                          "skipped": "not run: a cheaper variant already passes the gates"}
+                         for u in units[start + batch:]]
+                break
+        for row in rows:  # paths as they will be once the sweep folder has its final name
+            if "run_dir" in row:
+                row["run_dir"] = str(final / Path(row["run_dir"]).relative_to(folder))
+        rows.sort(key=lambda r: r["variant"])
+        summary = {"recipe": recipe.name, "sweep_id": ident, "created_at": utc_now(), "grid": grid,
+                   "base_overrides": base or {}, "until_gates": until_gates, "stopped_at": stopped_at,
+                   "workers": workers, "engine": f"ray ({ray_address})" if ray_address else "local processes",
+                   "rows": rows, "best": best_variant(rows)}
+        (folder / "sweep.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        render_sweep(folder)
+    return final
+
+
+def best_variant(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The passing variant with the best task figure (the smaller model on a tie), with the lines
+    that select it."""
+    passing = [r for r in rows if r.get("passed")]
+    if not passing:
+        return None
+    best = max(passing, key=lambda r: (round(r["headline"], 6), -r["rknn_bytes"]))
+    block: dict[str, Any] = {}
+    for dotted, value in best["fields"].items():
+        node = block
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return {"variant": best["variant"], "set_lines": [f"--set {k}={v if isinstance(v, str) else json.dumps(v)}"
+                                                for k, v in best["fields"].items()],
+            "recipe_block": yaml.safe_dump(block, sort_keys=False)}
