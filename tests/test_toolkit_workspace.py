@@ -1,7 +1,11 @@
-"""rknn-toolkit2 leaves nothing in the checkout: it writes check*.onnx debug graphs into its
-working directory, so the calls run in a process of their own started from the checkout."""
+"""rknn-toolkit2 leaves nothing in the checkout and keeps its progress bars off the console.
+
+The toolkit writes check*.onnx debug graphs into its working directory and prints progress bars
+on fd 2 from C and Python alike; only a separate process shows what reaches the real console.
+"""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +17,7 @@ import pytest
 from convert.recipe import PROJECT_ROOT
 
 NOT_OURS = {".git", ".tox", ".ci-venv"}  # git's store and installed environments
+TOOLKIT_BARS = ("GraphPreparing", "SessionPreparing")
 
 
 @dataclass
@@ -56,3 +61,12 @@ def test_hybrid_and_float16_builds_leave_the_checkout_clean(session: Session) ->
     step1 = next((session.out / "models" / "retinaface" / "hybrid").iterdir())
     assert sorted(p.suffix for p in step1.iterdir() if not p.name.startswith("hybrid-")) == [".cfg", ".data", ".model"]
 
+
+def test_toolkit_progress_bars_go_to_the_log_not_the_console(session: Session) -> None:
+    assert session.returncode == 0, session.console[-3000:]
+    log = Path(json.loads((session.out / "session.json").read_text())["log"]).read_text(errors="replace")
+    for bar in TOOLKIT_BARS:
+        assert bar not in session.console, bar
+        assert log.count(bar) >= 2, bar  # one per simulator session: hybrid and float16
+    # the suite's own lines still reach the console
+    assert session.console.count("[session]") == 2 and "on the simulator" in session.console
