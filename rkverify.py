@@ -12,6 +12,7 @@ import yaml
 from convert.errors import RkverifyError
 from convert.progress import step
 from convert.recipe import PROJECT_ROOT, LoadedRecipe, load_recipe
+from verify.samples import few_lines
 
 if TYPE_CHECKING:  # onnx/onnxsim and friends load only when a run starts
     from convert.pipeline import Artifacts
@@ -122,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         status = "pass" if gate["passed"] else "FAIL"
         op = "<=" if gate["gate"].startswith("max_") else ">="
         print(f"gate {gate['gate']}: {gate['value']:.4f} ({op} {gate['threshold']}) {status}")
+    for line in few_lines(metrics):
+        print(f"warning: {line}")
     print(f"report: {run_dir / 'report.html'}")
     return 0 if metrics["passed"] else 1
 

@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 
 from convert.artifacts import write_bytes_atomic  # noqa: E402
 from convert.preprocess import read_bgr  # noqa: E402
+from verify.samples import few_lines  # noqa: E402
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -74,6 +75,7 @@ def render_report(run_dir: Path) -> Path:
         layer_plot=_data_uri(layer_plot_png(layers), "image/png") if layers is not None else None,
         overlay=_data_uri(overlay.read_bytes(), "image/jpeg") if overlay.exists() else None,
         thumbs=thumbs,
+        few_images=few_lines(metrics),
         fmt=lambda v, d=4: "n/a" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v)),
     )
     out = run_dir / "report.html"
