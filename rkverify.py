@@ -31,6 +31,12 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
     return overrides
 
 
+def port_number(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a port (1-65535)")
+    return int(text)
+
+
 def convert_all(recipe: str, overrides: dict[str, object] | None = None
                 ) -> tuple[LoadedRecipe, Artifacts, tuple[LoadedRecipe, Artifacts] | None]:
     """Convert a recipe, and first the detector recipe it aligns faces with (if any).
@@ -104,12 +110,21 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where run folders go")
     render_cmd = sub.add_parser("render", help="re-render report.html of a run from its data")
     render_cmd.add_argument("run_dir", type=Path)
+    view_cmd = sub.add_parser("view", help="open the canonical ONNX (or the .rknn) in Netron, on 127.0.0.1 only")
+    view_cmd.add_argument("target", help="recipe name or .yaml, or a run folder (reports/<recipe>/<run-id>)")
+    view_cmd.add_argument("--rknn", action="store_true", help="the built .rknn instead of the float ONNX")
+    view_cmd.add_argument("--port", type=port_number, help="port to listen on (default: a free one, 8080 first)")
     args = parser.parse_args(argv)
     try:
         if args.command == "render":
             from verify.report import render_report
 
             print(render_report(args.run_dir))
+            return 0
+        if args.command == "view":
+            from verify.netron_view import model_to_view, serve
+
+            serve(model_to_view(args.target, args.rknn), args.port)
             return 0
         overrides = parse_overrides(args.overrides)
         if args.target:

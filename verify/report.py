@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 
 from convert.artifacts import write_bytes_atomic  # noqa: E402
 from convert.preprocess import read_bgr  # noqa: E402
+from verify.netron_view import view_command  # noqa: E402
 from verify.samples import few_lines  # noqa: E402
 
 TEMPLATES = jinja2.Environment(
@@ -76,6 +77,7 @@ def render_report(run_dir: Path) -> Path:
         overlay=_data_uri(overlay.read_bytes(), "image/jpeg") if overlay.exists() else None,
         thumbs=thumbs,
         few_images=few_lines(metrics),
+        view_command=view_command(metrics),
         fmt=lambda v, d=4: "n/a" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v)),
     )
     out = run_dir / "report.html"
