@@ -10,6 +10,7 @@ import yaml
 
 from convert.errors import RkverifyError
 from verify.run import REPORTS_DIR, convert_all, run  # noqa: F401  (the library's API, used by tests)
+from verify.samples import few_lines
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, object]:
@@ -21,6 +22,12 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
                                 "write e.g. --set quantization.dtype=w16a16i")
         overrides[key] = yaml.safe_load(value)
     return overrides
+
+
+def port_number(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a port (1-65535)")
+    return int(text)
 
 
 def parse_grid(pairs: list[str]) -> dict[str, list[object]]:
@@ -64,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
                          help="worker processes for dataset-sized work (default: one per core)")
     render_cmd = sub.add_parser("render", help="re-render report.html of a run from its data")
     render_cmd.add_argument("run_dir", type=Path)
+    view_cmd = sub.add_parser("view", help="open the canonical ONNX (or the .rknn) in Netron, on 127.0.0.1 only")
+    view_cmd.add_argument("target", help="recipe name or .yaml, or a run folder (reports/<recipe>/<run-id>)")
+    view_cmd.add_argument("--rknn", action="store_true", help="the built .rknn instead of the float ONNX")
+    view_cmd.add_argument("--port", type=port_number, help="port to listen on (default: a free one, 8080 first)")
     sweep_cmd = sub.add_parser("sweep", help="run every combination of recipe fields, compare, name the best")
     sweep_cmd.add_argument("recipe", help="recipe name or path (its sweep: block is the default grid)")
     sweep_cmd.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
@@ -84,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
 
             print(render_report(args.run_dir))
             return 0
+        if args.command == "view":
+            from verify.netron_view import model_to_view, serve
+
+            serve(model_to_view(args.target, args.rknn), args.port)
+            return 0
         if args.command == "sweep":
             return run_sweep(args)
         overrides = parse_overrides(args.overrides)
@@ -98,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         status = "pass" if gate["passed"] else "FAIL"
         op = "<=" if gate["gate"].startswith("max_") else ">="
         print(f"gate {gate['gate']}: {gate['value']:.4f} ({op} {gate['threshold']}) {status}")
+    for line in few_lines(metrics):
+        print(f"warning: {line}")
     print(f"report: {run_dir / 'report.html'}")
     return 0 if metrics["passed"] else 1
 

@@ -60,5 +60,13 @@ def build_calibration_set(loaded: LoadedRecipe, calib_root: Path) -> Path:
     return final / LIST_FILE
 
 
+def absolute_list(list_file: Path, folder: Path) -> Path:
+    """A copy of `list_file` in `folder` naming each .npy by its absolute path: rknn-toolkit2 reads
+    the entries relative to its working directory, a scratch folder (see convert.rknn_build)."""
+    out = folder / LIST_FILE
+    out.write_text("".join(f"{list_file.parent / name}\n" for name in list_file.read_text().split()))
+    return out
+
+
 def calibration_manifest(list_file: Path) -> dict:
     return json.loads((list_file.parent / MANIFEST).read_text())

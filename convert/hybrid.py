@@ -8,15 +8,17 @@ as a plain build.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from convert.artifacts import sha256_bytes, sha256_file
+from convert.artifacts import atomic_dir, sha256_bytes, sha256_file
+from convert.calibration import absolute_list
 from convert.errors import RkverifyError
 from convert.recipe import LoadedRecipe
-from convert.rknn_build import Toolkit, in_dir
+from convert.rknn_build import Toolkit, scratch_dir
 
 FLOAT = "float16"
 PROPOSAL_INPUTS = 4  # calibration inputs the toolkit's proposal search runs on
@@ -48,16 +50,18 @@ def hybrid_base(loaded: LoadedRecipe, onnx_path: Path, list_file: Path, work_dir
     stem = onnx_path.stem
     base = HybridBase(folder / f"{stem}.model", folder / f"{stem}.data", folder / f"{stem}.quantization.cfg", [])
     if not base.cfg.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        # the list's entries are relative to its folder; step 1 writes its files into the cwd
-        dataset = folder / "dataset.txt"
-        dataset.write_text("".join(f"{list_file.parent / name}\n" for name in list_file.read_text().split()))
         toolkit = Toolkit(loaded, log_file, quantized=True)
         toolkit.load(onnx_path)
-        with in_dir(folder):
+        # step 1 writes its three files (and check*.onnx debris) into the working directory: a
+        # scratch folder, from which only those three files move into the folder
+        with scratch_dir() as scratch, atomic_dir(folder) as tmp:
+            dataset = absolute_list(list_file, scratch)
             toolkit.call("hybrid_quantization_step1", "quantization.calibration", "check the calibration set",
                          lambda: toolkit.rknn.hybrid_quantization_step1(
-                             dataset=str(dataset), proposal=proposal, proposal_dataset_size=PROPOSAL_INPUTS))
+                             dataset=str(dataset), proposal=proposal, proposal_dataset_size=PROPOSAL_INPUTS),
+                         cwd=scratch)
+            for output in (base.model, base.data, base.cfg):
+                shutil.move(scratch / output.name, tmp / output.name)
         toolkit.rknn.release()
     parameters = yaml.safe_load(base.cfg.read_text())["quantize_parameters"]
     quantized = [name for name, p in parameters.items() if p.get("dtype") not in (None, "float32", FLOAT)]

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from convert.artifacts import atomic_path, sha256_file, tool_versions, utc_now, write_json_atomic
+from convert.calibration import absolute_list
 from convert.errors import RkverifyError
 from convert.recipe import LoadedRecipe
 from convert.toolkit_log import last_error, toolkit_output_to
@@ -46,13 +48,21 @@ def known_failure(log_text: str, detail: str) -> tuple[str, str] | None:
 
 @contextlib.contextmanager
 def in_dir(path: Path) -> Iterator[None]:
-    """rknn-toolkit2 resolves calibration list entries against the working directory."""
     previous = Path.cwd()
     os.chdir(path)
     try:
         yield
     finally:
         os.chdir(previous)
+
+
+@contextlib.contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A folder of its own for toolkit calls, removed afterwards: with verbose=True the build writes
+    check*.onnx (up to ~100 MB for a large float16 model) into the working directory, and hybrid
+    step 1 writes its outputs there too."""
+    with tempfile.TemporaryDirectory(prefix="rkverify-toolkit-") as folder:
+        yield Path(folder)
 
 
 class Toolkit:
@@ -80,9 +90,11 @@ class Toolkit:
                   lambda: self.rknn.load_onnx(model=str(onnx_path), inputs=[spec.name],
                                               input_size_list=[spec.shape], outputs=outputs))
 
-    def call(self, step: str, field: str, fix: str, action: Callable[[], int]) -> None:
+    def call(self, step: str, field: str, fix: str, action: Callable[[], int], cwd: Path | None = None) -> None:
+        """Run `action` in `cwd` (default: a scratch folder) with the console going to the log."""
         try:
-            with toolkit_output_to(self.log_file):
+            with (contextlib.nullcontext(cwd) if cwd else scratch_dir()) as folder, in_dir(folder), \
+                    toolkit_output_to(self.log_file):
                 ret = action()
         except Exception as exc:  # the toolkit raises bare ValueError/AttributeError on bad input
             # the toolkit wraps its traceback into the message; keep the last statement, whole
@@ -102,9 +114,10 @@ def quantized_build(loaded: LoadedRecipe, onnx_path: Path, list_file: Path, log_
     """A live quantized build calibrated on `list_file` (not exported)."""
     toolkit = Toolkit(loaded, log_file, quantized=True)
     toolkit.load(onnx_path)
-    with in_dir(list_file.parent):
+    with scratch_dir() as scratch:
+        dataset = absolute_list(list_file, scratch)
         toolkit.call("build", "quantization.calibration", "check the calibration set and the log for the failing op",
-                     lambda: toolkit.rknn.build(do_quantization=True, dataset=str(list_file)))
+                     lambda: toolkit.rknn.build(do_quantization=True, dataset=str(dataset)), cwd=scratch)
     return toolkit
 
 

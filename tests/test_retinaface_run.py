@@ -64,6 +64,7 @@ def test_report_is_self_contained_and_re_renderable(retinaface_run: Path) -> Non
                     "Worst 10 layers", "Provenance", "calibration images"):
         assert section in html, section
     assert len(re.findall(r'src="data:image/(png|jpeg);base64,', html)) == 2  # layer plot + boxes
+    assert "<code>python rkverify.py view retinaface --rknn</code>" in html  # opens the worst layers' graph
     assert not re.search(r'(src|href)="(https?:)?//', html), "the report must not need the network"
     assert render_report(retinaface_run).read_text() == html
 

@@ -34,6 +34,7 @@ from verify.cache import SHARED_CACHE_DIR
 from verify.recognition import Detector, FacePass, Model, choose_pairs, pair_subset, verification_metrics
 from verify.report import draw_overlay, render_index, render_report
 from verify.runners import OnnxRuntimeRunner, OnnxSpec, RknnRunner, Runner, SimulatorSpec, board_loader
+from verify.samples import sample_sizes
 
 
 REGRESSION_TOLERANCE = 0.005  # a cosine drop larger than this against the previous run is flagged
@@ -206,6 +207,7 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
         chain += [(f"board {recipe.target.platform} (runtime)", board_out)] if board_out else []
         if len(chain) > 2:
             metrics["stages"] = stage_attribution(recipe, chain)
+        metrics["sample_sizes"] = sample_sizes(metrics)
         gates = evaluate_gates(recipe.gates, metrics)
         metrics["gates"] = gate_dicts(gates)
         metrics["passed"] = all(g.passed for g in gates)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from convert.rknn_build import in_dir
 from convert.toolkit_log import ANSI, last_error, toolkit_output_to
 from verify.compare import cosine, disagree
 
@@ -91,7 +92,8 @@ def run_accuracy_analysis(rknn: Any, pixel_sets: list[np.ndarray], keep_dir: Pat
             npy = Path(scratch) / "input.npy"
             np.save(npy, pixels if pixels.shape[1] == 3 else pixels.transpose(0, 3, 1, 2))  # NCHW
             out_dir = Path(scratch) / "snapshot"
-            with toolkit_output_to(log_file):
+            # in the scratch folder: whatever the toolkit writes into the working directory goes with it
+            with in_dir(Path(scratch)), toolkit_output_to(log_file):
                 ret = rknn.accuracy_analysis(inputs=[str(npy)], output_dir=str(out_dir), target=target,
                                              device_id=device_id)
             if ret != 0:

@@ -18,6 +18,8 @@ import pandas as pd  # noqa: E402
 
 from convert.artifacts import write_bytes_atomic  # noqa: E402
 from convert.preprocess import read_bgr  # noqa: E402
+from verify.netron_view import view_command  # noqa: E402
+from verify.samples import few_lines  # noqa: E402
 
 PAIRS_CSV = "pairs.csv"  # written by verify/recognition.py: one row per pair, a distance column per model
 
@@ -133,6 +135,8 @@ def render_report(run_dir: Path) -> Path:
         thumbs=thumbs,
         roc=roc,
         histograms=histograms,
+        few_images=few_lines(metrics),
+        view_command=view_command(metrics),
         fmt=lambda v, d=4: "n/a" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v)),
     )
     out = run_dir / "report.html"

@@ -78,9 +78,11 @@ class RknnRunner:
             raise RuntimeError(f"{self.name}: init_runtime failed: {last_error(self.log_file)} (log: {self.log_file})")
 
     def infer(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
-        start = time.perf_counter()
-        outputs = self.rknn.inference(inputs=[pixels], data_format=self.layout.lower())
-        self.inference_time = time.perf_counter() - start
+        # the toolkit prints its own progress bars (GraphPreparing, SessionPreparing) on fd 2
+        with toolkit_output_to(self.log_file):
+            start = time.perf_counter()
+            outputs = self.rknn.inference(inputs=[pixels], data_format=self.layout.lower())
+            self.inference_time = time.perf_counter() - start
         if outputs is None:
             raise RuntimeError(f"{self.name}: inference returned nothing (log: {self.log_file})")
         return dict(zip(self.output_names, outputs))
