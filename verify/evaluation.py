@@ -98,6 +98,17 @@ def detector_of(detector: tuple[LoadedRecipe, Artifacts] | None, log_file: Path)
     return Detector(recipe, Model(artifacts.float_key, OnnxSpec(artifacts.onnx, recipe), float_runner), quantized)
 
 
+def summarise_outputs(per_image: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:
+    summary = {}
+    for name in per_image[0]:
+        values = {k: np.array([img[name][k] for img in per_image]) for k in per_image[0][name]}
+        summary[name] = {k: {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
+                         for k, v in values.items() if k != "nonfinite"}
+        summary[name]["nonfinite"] = int(values["nonfinite"].sum())
+        summary[name]["cos_norm_disagree"] = disagree(summary[name]["cosine"]["mean"], summary[name]["norm_ratio"]["mean"])
+    return summary
+
+
 def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Path,
                      detector: tuple[LoadedRecipe, Artifacts] | None = None, workers: int = 1) -> Path:
     """Measure one recipe's artifacts; `detector` (recipe, artifacts) aligns faces for recognizers;

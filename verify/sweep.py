@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,11 +71,14 @@ def headline(figures: dict[str, float]) -> float:
 def run_variant(unit: VariantUnit) -> dict[str, Any]:
     """What `run` does, for one variant, into its own folder (models and calibration included, so
     variants running side by side never share a half-written artifact); one worker inside."""
+    from convert.toolkit_log import toolkit_output_to
     from verify.run import run
 
     started = time.perf_counter()
-    run_dir = run(unit.recipe, unit.overrides, reports_dir=unit.folder / "reports", workers=1,
-                  models_dir=unit.folder / "models", calib_dir=unit.folder / "calib_data")
+    # variants run side by side: each one's console goes to its own log, not interleaved on the caller's
+    with toolkit_output_to(unit.folder / "console.log"):
+        run_dir = run(unit.recipe, unit.overrides, reports_dir=unit.folder / "reports", workers=1,
+                      models_dir=unit.folder / "models", calib_dir=unit.folder / "calib_data")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     figures = task_figures(metrics)
     return {"run_dir": str(run_dir), "passed": metrics["passed"], "gates": metrics["gates"],
@@ -82,7 +86,8 @@ def run_variant(unit: VariantUnit) -> dict[str, Any]:
             "rknn_bytes": metrics["provenance"]["artifact_bytes"],
             "build_seconds": metrics["provenance"]["build_seconds"],
             "npu_estimate_ms": (metrics.get("board") or {}).get("eval_perf"),
-            "wall_seconds": round(time.perf_counter() - started, 1)}
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
 def plan(loaded: LoadedRecipe, recipe_arg: str, grid: dict[str, list[Any]], base: dict[str, Any], folder: Path,
