@@ -69,5 +69,9 @@ def test_serial_and_ray_give_the_pool_figures(pool_sweep: Path, tmp_path: Path) 
         on_ray = sweep("retinaface", GRID, tmp_path / "ray", workers=2, ray_address="local", base=LEAN)
     finally:
         ray.shutdown()
-    assert figures(serial) == figures(pool_sweep) == figures(on_ray)
+    reference = figures(pool_sweep)
+    for other in (figures(serial), figures(on_ray)):  # ONNX Runtime's threading moves the last digits only
+        assert other.keys() == reference.keys()
+        for variant, values in reference.items():
+            assert other[variant] == pytest.approx(values, abs=1e-6)
     assert "ray" in json.loads((on_ray / "sweep.json").read_text())["engine"]
