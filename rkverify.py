@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import yaml
 
 from convert.errors import RkverifyError
+from convert.faults import GATE_FAILED, PASSED, report_failure
+from convert.preflight import check_paths
 from convert.progress import step
 from convert.recipe import PROJECT_ROOT, LoadedRecipe, load_recipe
 
@@ -25,7 +27,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
         key, sep, value = pair.partition("=")
         if not sep:
             raise RkverifyError("command line", "--set", f"'{pair}' is not key=value",
-                                "write e.g. --set quantization.dtype=w16a16i")
+                                "write FIELD=VALUE, e.g. --set quantization.dtype=w16a16i_dfp")
         overrides[key] = yaml.safe_load(value)
     return overrides
 
@@ -37,9 +39,10 @@ def convert_all(recipe: str, overrides: dict[str, object] | None = None
     Returns (loaded recipe, its artifacts, (detector recipe, detector artifacts) or None).
     The detector is built in this process too: the simulator only runs in-process builds.
     """
-    from convert.pipeline import convert_recipe  # heavy imports after argument checks
-
     loaded = load_recipe(recipe, overrides)
+    check_paths(loaded)
+    from convert.pipeline import convert_recipe  # heavy imports (onnx, the toolkit) after every check
+
     if loaded.recipe.target.runtime == "board":  # before any work: say what stops the board run
         from convert.artifacts import tool_versions
         from verify.board import preflight
@@ -51,6 +54,7 @@ def convert_all(recipe: str, overrides: dict[str, object] | None = None
     detector = None
     if detector_name:
         detector_recipe = load_recipe(detector_name)
+        check_paths(detector_recipe)
         detector = (detector_recipe, convert_recipe(detector_recipe))
     if align_with:
         loaded = with_aligned_calibration(loaded, recipe, overrides or {}, detector)
@@ -61,11 +65,11 @@ def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Pa
         workers: int | None = None) -> Path:
     """Convert and verify one recipe; return the run directory. Dataset-sized work runs on
     `workers` processes (default: one per core)."""
+    loaded, artifacts, detector = convert_all(recipe, overrides)
     from convert.pipeline import release
     from verify.evaluation import verify_artifacts
     from verify.workers import default_workers
 
-    loaded, artifacts, detector = convert_all(recipe, overrides)
     try:
         return verify_artifacts(loaded, artifacts, reports_dir, detector, workers or default_workers())
     finally:
@@ -110,26 +114,41 @@ def main(argv: list[str] | None = None) -> int:
     render_cmd.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
     try:
-        if args.command == "render":
-            from verify.report import render_report
+        return command(args)
+    except Exception as exc:  # every ending gets its exit code and one line, never a traceback
+        return report_failure(exc, error_log(args))
+    except KeyboardInterrupt as exc:
+        return report_failure(exc, error_log(args))
 
-            print(render_report(args.run_dir))
-            return 0
-        overrides = parse_overrides(args.overrides)
-        if args.target:
-            overrides |= {"target.platform": args.target, "target.runtime": "board", "target.device_id": args.device_id}
-        run_dir = run(args.recipe, overrides, args.reports, args.workers)
-    except RkverifyError as exc:
-        print(f"rkverify: error: {exc}", file=sys.stderr)
-        return 2
+
+def error_log(args: argparse.Namespace) -> Path:
+    """Where a failed command writes its traceback: beside the run's reports."""
+    if args.command == "render":
+        return args.run_dir / "last-error.log"
+    return args.reports / Path(args.recipe).stem.removeprefix("convert-") / "last-error.log"
+
+
+def command(args: argparse.Namespace) -> int:
+    if args.command == "render":
+        if not (args.run_dir / "metrics.json").is_file():
+            problem = "has no metrics.json" if args.run_dir.is_dir() else "does not exist"
+            raise RkverifyError(args.run_dir, "", f"run folder {problem}",
+                                "give a run folder, reports/<recipe>/<run-id>/ (see reports/index.html)")
+        from verify.report import render_report
+
+        print(render_report(args.run_dir))
+        return PASSED
+    overrides = parse_overrides(args.overrides)
+    if args.target:
+        overrides |= {"target.platform": args.target, "target.runtime": "board", "target.device_id": args.device_id}
+    run_dir = run(args.recipe, overrides, args.reports, args.workers)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for gate in metrics["gates"]:
         status = "pass" if gate["passed"] else "FAIL"
         op = "<=" if gate["gate"].startswith("max_") else ">="
         print(f"gate {gate['gate']}: {gate['value']:.4f} ({op} {gate['threshold']}) {status}")
     print(f"report: {run_dir / 'report.html'}")
-    return 0 if metrics["passed"] else 1
-
+    return PASSED if metrics["passed"] else GATE_FAILED
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -60,7 +60,9 @@ def atomic_path(final: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a temp directory beside `final`; it replaces `final` only if the block succeeds."""
+    """Yield a temp directory beside `final`; it replaces `final` only if the block succeeds.
+    A parent folder made for it is removed again when the block fails (no empty reports/<name>/)."""
+    new_parent = not final.parent.exists()
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
@@ -76,6 +78,8 @@ def atomic_dir(final: Path) -> Iterator[Path]:
             os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if new_parent and not any(final.parent.iterdir()):
+            final.parent.rmdir()
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
