@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import importlib.metadata
 import json
@@ -54,6 +55,10 @@ def atomic_path(final: Path) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
         os.replace(tmp, final)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC and not exc.filename:  # a write() error names no file: name the artifact
+            raise OSError(exc.errno, exc.strerror, str(final)) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
