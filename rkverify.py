@@ -115,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return command(args)
-    except Exception as exc:  # every ending gets its exit code and one line, never a traceback
-        return report_failure(exc, error_log(args))
-    except KeyboardInterrupt as exc:
+    except (Exception, KeyboardInterrupt) as exc:  # every ending gets its exit code and one line, no traceback
         return report_failure(exc, error_log(args))
 
 
