@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import get_args
 
 from convert.errors import RkverifyError
+from convert.recipe import Source
 
 # what each format looks like to a user, and the framework that reads it (None: none here does)
 FORMATS: dict[str, tuple[str, str | None]] = {
@@ -110,8 +112,10 @@ def check_source_bytes(data: bytes, framework: str, origin: Path, recipe_path: P
         return
     if kind != expected:
         description, reader = FORMATS[kind]
-        fix = (f"set source.framework: {reader}" if reader else
-               f"give the {FORMATS[expected][0]} (source.framework: {framework})")
+        known = get_args(Source.model_fields["framework"].annotation)  # the frameworks this checkout reads
+        fix = (f"set source.framework: {reader}" if reader in known else
+               f"give {FORMATS[expected][0]} (source.framework: {framework}), or convert the model to one of: "
+               f"{', '.join(known)}")
         raise RkverifyError(recipe_path, "source.framework", f"{origin} is not {FORMATS[expected][0]}: it looks "
                             f"like {description}", fix)
     if problem:
