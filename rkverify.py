@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from convert.errors import RkverifyError
+from convert.faults import GATE_FAILED, PASSED, report_failure
 from verify.run import REPORTS_DIR, convert_all, run  # noqa: F401  (the library's API, used by tests)
 from verify.samples import few_lines
 
@@ -19,7 +20,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
         key, sep, value = pair.partition("=")
         if not sep:
             raise RkverifyError("command line", "--set", f"'{pair}' is not key=value",
-                                "write e.g. --set quantization.dtype=w16a16i")
+                                "write FIELD=VALUE, e.g. --set quantization.dtype=w16a16i_dfp")
         overrides[key] = yaml.safe_load(value)
     return overrides
 
@@ -54,7 +55,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     best = summary["best"]
     print(f"best: {best['variant']} {' '.join(best['set_lines'])}" if best else "best: none passes the gates")
     print(f"sweep: {folder / 'sweep.html'}")
-    return 0 if best else 1
+    return PASSED if best else GATE_FAILED
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,25 +91,41 @@ def main(argv: list[str] | None = None) -> int:
     sweep_cmd.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where sweep folders go")
     args = parser.parse_args(argv)
     try:
-        if args.command == "render":
-            from verify.report import render_report
+        return command(args)
+    except (Exception, KeyboardInterrupt) as exc:  # every ending gets its exit code and one line, no traceback
+        return report_failure(exc, error_log(args))
 
-            print(render_report(args.run_dir))
-            return 0
-        if args.command == "view":
-            from verify.netron_view import model_to_view, serve
 
-            serve(model_to_view(args.target, args.rknn), args.port)
-            return 0
-        if args.command == "sweep":
-            return run_sweep(args)
-        overrides = parse_overrides(args.overrides)
-        if args.target:
-            overrides |= {"target.platform": args.target, "target.runtime": "board", "target.device_id": args.device_id}
-        run_dir = run(args.recipe, overrides, args.reports, args.workers)
-    except RkverifyError as exc:
-        print(f"rkverify: error: {exc}", file=sys.stderr)
-        return 2
+def error_log(args: argparse.Namespace) -> Path:
+    """Where a failed command writes its traceback: beside the run's reports."""
+    if args.command == "render":
+        return args.run_dir / "last-error.log"
+    if args.command == "view":
+        return REPORTS_DIR / "last-error.log"
+    return args.reports / Path(args.recipe).stem.removeprefix("convert-") / "last-error.log"
+
+
+def command(args: argparse.Namespace) -> int:
+    if args.command == "render":
+        if not (args.run_dir / "metrics.json").is_file():
+            problem = "has no metrics.json" if args.run_dir.is_dir() else "does not exist"
+            raise RkverifyError(args.run_dir, "", f"run folder {problem}",
+                                "give a run folder, reports/<recipe>/<run-id>/ (see reports/index.html)")
+        from verify.report import render_report
+
+        print(render_report(args.run_dir))
+        return PASSED
+    if args.command == "view":
+        from verify.netron_view import model_to_view, serve
+
+        serve(model_to_view(args.target, args.rknn), args.port)
+        return PASSED
+    if args.command == "sweep":
+        return run_sweep(args)
+    overrides = parse_overrides(args.overrides)
+    if args.target:
+        overrides |= {"target.platform": args.target, "target.runtime": "board", "target.device_id": args.device_id}
+    run_dir = run(args.recipe, overrides, args.reports, args.workers)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for gate in metrics["gates"]:
         status = "pass" if gate["passed"] else "FAIL"
@@ -117,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in few_lines(metrics):
         print(f"warning: {line}")
     print(f"report: {run_dir / 'report.html'}")
-    return 0 if metrics["passed"] else 1
+    return PASSED if metrics["passed"] else GATE_FAILED
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import importlib.metadata
 import json
@@ -54,13 +55,19 @@ def atomic_path(final: Path) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
         os.replace(tmp, final)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC and not exc.filename:  # a write() error names no file: name the artifact
+            raise OSError(exc.errno, exc.strerror, str(final)) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a temp directory beside `final`; it replaces `final` only if the block succeeds."""
+    """Yield a temp directory beside `final`; it replaces `final` only if the block succeeds.
+    A parent folder made for it is removed again when the block fails (no empty reports/<name>/)."""
+    new_parent = not final.parent.exists()
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
@@ -76,6 +83,8 @@ def atomic_dir(final: Path) -> Iterator[Path]:
             os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if new_parent and not any(final.parent.iterdir()):
+            final.parent.rmdir()
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from pathlib import Path
 
 import onnx
@@ -10,7 +11,7 @@ import onnxsim
 
 from convert.artifacts import atomic_path
 from convert.errors import RkverifyError
-from convert.recipe import LoadedRecipe
+from convert.recipe import InputSpec, LoadedRecipe
 
 
 def tensor_names(model: onnx.ModelProto) -> list[str]:
@@ -41,21 +42,99 @@ def check_names(model: onnx.ModelProto, loaded: LoadedRecipe) -> None:
                                 f"closest real names: {', '.join(closest(name, every))}")
 
 
-def _fix_input_shapes(model: onnx.ModelProto, loaded: LoadedRecipe) -> None:
-    spec = loaded.recipe.model_input
+ONNX_FRAMEWORKS = ("onnx", "pytorch-onnx")  # used as they are; frontends' ONNX takes NCHW already
+FLOAT_INPUTS = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
+QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger"}
+
+
+def refuse_quantized(model: onnx.ModelProto, loaded: LoadedRecipe) -> None:
+    """A model already quantized has no float reference: every figure rkverify gives would compare
+    the quantized model with itself. Said up front, not as a calibration failure after a build."""
+    ops = sorted({n.op_type for n in model.graph.node if n.op_type in QUANTIZED_OPS or n.op_type.startswith("QLinear")})
+    if ops:
+        raise RkverifyError(loaded.path, "source", f"the model is already quantized ({', '.join(ops)} nodes): there "
+                            "is no float reference to measure a conversion against", "give the float model it was "
+                            "quantized from (rkverify quantizes it with the toolkit and measures what that costs)")
+    initializers = {i.name for i in model.graph.initializer}
+    for graph_input in (i for i in model.graph.input if i.name not in initializers):
+        elem_type = graph_input.type.tensor_type.elem_type
+        if elem_type not in FLOAT_INPUTS:
+            kind = onnx.helper.tensor_dtype_to_np_dtype(elem_type).name
+            raise RkverifyError(loaded.path, "source", f"model input '{graph_input.name}' is {kind}, not float: a "
+                                "quantized model (or one fed raw bytes) has no float reference to measure against",
+                                "give the float model (a float32 input; its mean/std go in the recipe's preprocess)")
+
+
+def source_input(loaded: LoadedRecipe) -> InputSpec:
+    """The input as the ONNX handed to prepare_onnx has it: the recipe's for ONNX sources, NCHW for frontends'."""
+    recipe = loaded.recipe
+    return recipe.input if recipe.source.framework in ONNX_FRAMEWORKS else recipe.model_input
+
+
+def _fix_input_shapes(model: onnx.ModelProto, loaded: LoadedRecipe, spec: InputSpec) -> None:
     graph_input = next(i for i in model.graph.input if i.name == spec.name)
     dims = graph_input.type.tensor_type.shape.dim
     if len(dims) != len(spec.shape):
         raise RkverifyError(loaded.path, "inputs.0.shape",
                             f"model input '{spec.name}' has rank {len(dims)}, recipe gives {spec.shape}",
                             f"give a shape of rank {len(dims)}")
+    fixed = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    if any(f is not None and f != size for f, size in zip(fixed, spec.shape)):
+        shown = "[" + ", ".join("?" if f is None else str(f) for f in fixed) + "]"
+        raise RkverifyError(loaded.path, "inputs.0.shape", f"model input '{spec.name}' is {shown}, the recipe gives "
+                            f"{spec.shape} {spec.layout}", _shape_fix(fixed, spec))
     for dim, size in zip(dims, spec.shape):
-        if dim.HasField("dim_value") and dim.dim_value != size:
-            raise RkverifyError(loaded.path, "inputs.0.shape",
-                                f"model input '{spec.name}' is fixed at {[d.dim_value for d in dims]}",
-                                "use the model's own shape (or its layout: NCHW vs NHWC)")
         dim.Clear()
         dim.dim_value = size
+
+
+def _shape_fix(fixed: list[int | None], spec: InputSpec) -> str:
+    """One fix that works: the recipe's shape in the model's layout, when that is what differs."""
+    n, a, b, c = spec.shape
+    other = ("NHWC", [n, b, c, a]) if spec.layout == "NCHW" else ("NCHW", [n, c, a, b])
+    if all(f is None or f == size for f, size in zip(fixed, other[1])):
+        transpose = (" (rkverify puts a transpose in front, so the canonical ONNX and the .rknn take NCHW)"
+                     if other[0] == "NHWC" else "")
+        return f"the model takes {other[0]}: give shape {other[1]} and layout: {other[0]}{transpose}"
+    own = [size if f is None else f for f, size in zip(fixed, spec.shape)]
+    return f"give the model's own shape ({own}, in its layout)"
+
+
+def nchw_input(model: onnx.ModelProto, spec: InputSpec) -> onnx.ModelProto:
+    """Put a Transpose in front of an NHWC input, so the canonical ONNX (and the .rknn) take NCHW:
+    rknn-toolkit2 applies mean/std on dim 1 of an ONNX input. The input keeps its name."""
+    graph = model.graph
+    inner = f"{spec.name}__nhwc"
+    for node in graph.node:
+        node.input[:] = [inner if name == spec.name else name for name in node.input]
+    graph_input = next(i for i in graph.input if i.name == spec.name)
+    elem_type = graph_input.type.tensor_type.elem_type
+    graph.input.remove(graph_input)
+    n, h, w, c = spec.shape
+    graph.input.insert(0, onnx.helper.make_tensor_value_info(spec.name, elem_type, [n, c, h, w]))
+    graph.node.insert(0, onnx.helper.make_node("Transpose", [spec.name], [inner], name=f"{spec.name}_nchw_to_nhwc",
+                                               perm=[0, 2, 3, 1]))
+    return model
+
+
+def check_detection_outputs(model: onnx.ModelProto, loaded: LoadedRecipe) -> None:
+    """task: detection decodes one prediction per anchor: a model whose outputs do not fit the recipe's
+    anchor layout is refused here, before the build, not with a crash after it."""
+    recipe = loaded.recipe
+    if recipe.evaluate.task != "detection":
+        return
+    first = next(o for o in model.graph.output if o.name == recipe.outputs[0])
+    dims = [d.dim_value if d.HasField("dim_value") else 0 for d in first.type.tensor_type.shape.dim]
+    if not dims or 0 in dims:
+        return  # shape unknown here: the decoder checks it on the outputs
+    predictions = math.prod(dims) // dims[-1]
+    height, width = recipe.model_input.height_width
+    anchors = recipe.evaluate.detection.anchor_count(height, width)
+    if predictions != anchors:
+        raise RkverifyError(loaded.path, "evaluate.detection", f"output '{first.name}' {dims} gives {predictions} "
+                            f"predictions, the anchor layout (steps {recipe.evaluate.detection.steps}, min_sizes at "
+                            f"{height}x{width}) gives {anchors} anchors", "set evaluate.detection.steps / min_sizes "
+                            "to the model's (RetinaFace-style decoding), or use evaluate.task: drift")
 
 
 def prepare_onnx(source: Path, loaded: LoadedRecipe, out_path: Path) -> Path:
@@ -65,6 +144,7 @@ def prepare_onnx(source: Path, loaded: LoadedRecipe, out_path: Path) -> Path:
         model = onnx.load(str(source))
     except Exception as exc:  # protobuf raises DecodeError and friends
         raise RkverifyError(source, "source", f"not a readable ONNX model ({exc})", "check the source file") from None
+    refuse_quantized(model, loaded)
     check_names(model, loaded)
     # exporters stamp the IR version of the onnx package they ran with (11 for onnx 1.18), which
     # ONNX Runtime 1.20 refuses; the lowest IR version the opsets need is equally valid
@@ -73,12 +153,16 @@ def prepare_onnx(source: Path, loaded: LoadedRecipe, out_path: Path) -> Path:
     if graph_outputs != recipe.outputs:
         # the recipe cuts the graph (e.g. before post-processing) or reorders outputs
         model = onnx.utils.Extractor(model).extract_model([recipe.model_input.name], recipe.outputs)
-    _fix_input_shapes(model, loaded)
+    spec = source_input(loaded)
+    _fix_input_shapes(model, loaded, spec)
+    if spec.layout == "NHWC":
+        model = nchw_input(model, spec)
     simplified, ok = onnxsim.simplify(model)
     if not ok:
         raise RkverifyError(source, "source", "onnxsim could not verify the simplified graph",
                             "check the model runs in ONNX Runtime at the recipe's input shape")
     onnx.checker.check_model(simplified)
+    check_detection_outputs(simplified, loaded)
     with atomic_path(out_path) as tmp:
         onnx.save(simplified, str(tmp))
     return out_path

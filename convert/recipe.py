@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import difflib
+import math
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -146,6 +148,11 @@ class DetectionEval(Strict):
     steps: list[int] = [8, 16, 32]
     variance: list[float] = Field([0.1, 0.2], min_length=2, max_length=2)
 
+    def anchor_count(self, height: int, width: int) -> int:
+        """Anchors (= predictions per output) this layout gives at an input size (verify.detection.priors)."""
+        return sum(math.ceil(height / step) * math.ceil(width / step) * len(sizes)
+                   for step, sizes in zip(self.steps, self.min_sizes))
+
 
 class Dataset(Strict):
     """A face verification set in LFW layout: <root>/<Name>/<Name>_<NNNN>.jpg (+ View 2 pairs.txt)."""
@@ -157,6 +164,8 @@ class Dataset(Strict):
 
 class Verification(Strict):
     dataset: Dataset
+    embedding: str | None = Field(None, description="the output that is the face embedding (one of 'outputs'); "
+                                  "may be left out when the model has exactly one output")
     fallback: Dataset | None = Field(None, description="used when dataset.root holds no images")
     faces: Literal["align", "center_crop"] = "align"
     detector: str = Field("retinaface", description="recipe whose detector finds and aligns faces")
@@ -176,8 +185,17 @@ class Verification(Strict):
                                 "proposed fix is re-measured on every pair")
 
 
+# drift: any model. Per-output and per-layer drift only, no task figures (nothing the suite would have
+# to guess about what the outputs mean)
+Task = Literal["detection", "recognition", "drift"]
+# gates that read a task's own figures
+TASK_GATES = {"min_foreground_cosine": "detection", "min_detection_match_rate": "detection",
+              "min_quantized_accuracy": "recognition", "max_accuracy_drop": "recognition",
+              "min_embedding_cosine": "recognition"}
+
+
 class Evaluate(Strict):
-    task: Literal["detection", "recognition"]
+    task: Task
     images: list[ImageSource] = Field([], description="detection: eval images (recognition uses its faces)")
     count: int = Field(8, ge=1, description="how many eval inputs get per-output float-vs-quantized figures")
     layer_analysis_images: int = Field(2, ge=0, description="inputs given to accuracy_analysis")
@@ -186,10 +204,13 @@ class Evaluate(Strict):
 
     @model_validator(mode="after")
     def _task_needs(self) -> "Evaluate":
-        if self.task == "detection" and not self.images:
-            raise ValueError("a detection recipe needs 'images' to evaluate on")
+        if self.task != "recognition" and not self.images:
+            raise ValueError(f"images|a {self.task} recipe needs 'images' to evaluate on")
         if self.task == "recognition" and self.verification is None:
             raise ValueError("a recognition recipe needs a 'verification' block (dataset, faces)")
+        if self.task != "recognition" and self.verification is not None:
+            raise ValueError(f"verification|face verification is for task: recognition, this recipe's task is "
+                             f"{self.task}: remove the block")
         return self
 
 
@@ -265,14 +286,34 @@ class Recipe(Strict):
         return self
 
     @model_validator(mode="after")
+    def _outputs_fit_task(self) -> "Recipe":
+        task, outputs = self.evaluate.task, self.outputs
+        if task == "detection" and len(outputs) != 3:
+            raise ValueError(f"outputs|task: detection decodes RetinaFace's three outputs (loc, conf, landmarks), "
+                             f"this recipe names {len(outputs)}; for any other model use evaluate.task: drift")
+        verification = self.evaluate.verification
+        if task == "recognition" and verification is not None:
+            if verification.embedding is None and len(outputs) != 1:
+                raise ValueError(f"evaluate.verification.embedding|the model has {len(outputs)} outputs "
+                                 f"({', '.join(outputs)}): name the one that is the face embedding, or use "
+                                 "evaluate.task: drift when none is")
+            if verification.embedding is not None and verification.embedding not in outputs:
+                raise ValueError(f"evaluate.verification.embedding|'{verification.embedding}' is not one of the "
+                                 f"outputs ({', '.join(outputs)})")
+        for gate, needs in TASK_GATES.items():
+            if getattr(self.gates, gate) is not None and task != needs:
+                raise ValueError(f"gates.{gate}|reads task: {needs} figures, this recipe's task is {task}: "
+                                 "gate its drift instead (min_output_cosine, min_output_sqnr_db, min_worst_layer_cosine)")
+        return self
+
+    @model_validator(mode="after")
     def _layout_fits_framework(self) -> "Recipe":
         layout, framework = self.input.layout, self.source.framework
         if framework == "keras-pb" and layout != "NHWC":
             raise ValueError("inputs.0.layout|TensorFlow graphs take NHWC input: give the placeholder's shape [1, H, W, C] "
                              "and layout: NHWC (the ONNX made from it is NCHW)")
-        if framework != "keras-pb" and layout != "NCHW":
-            raise ValueError(f"inputs.0.layout|rknn-toolkit2 reads {framework} inputs as NCHW (mean/std go on dim 1): "
-                             "give shape [1, C, H, W] and layout: NCHW, or export the model with an NCHW input")
+        if framework == "mxnet" and layout != "NCHW":
+            raise ValueError("inputs.0.layout|MXNet symbols take NCHW input: give shape [1, C, H, W] and layout: NCHW")
         if not self.source.trained and (self.gates.min_quantized_accuracy or self.gates.max_accuracy_drop):
             raise ValueError("gates|accuracy gates on an untrained model (source.trained: false) prove nothing; "
                              "gate its drift (cosines) instead")
@@ -291,6 +332,12 @@ class Recipe(Strict):
             return spec
         n, h, w, c = spec.shape
         return InputSpec(name=spec.name, shape=[n, c, h, w], layout="NCHW")
+
+    @property
+    def embedding_output(self) -> str:
+        """The output a recognizer's face embedding is read from (validated: named, or the only one)."""
+        verification = self.evaluate.verification
+        return verification.embedding if verification and verification.embedding else self.outputs[0]
 
     @property
     def artifact_stem(self) -> str:
@@ -316,6 +363,11 @@ def resolve_recipe_path(name_or_path: str) -> Path:
 
 def load_recipe(name_or_path: str, overrides: dict[str, Any] | None = None) -> LoadedRecipe:
     """Read and validate a recipe; `overrides` ({'quantization.dtype': 'w16a16i'}) replace fields."""
+    if Path(name_or_path).is_dir():
+        inside = sorted(p.name for p in Path(name_or_path).glob("*.yaml"))
+        hint = f"e.g. {Path(name_or_path) / inside[0]}" if inside else "e.g. convert/recipes/retinaface.yaml"
+        raise RkverifyError(name_or_path, "", "is a directory, not a recipe", f"give a recipe .yaml file, {hint}, "
+                            "or a recipe name")
     path = resolve_recipe_path(name_or_path)
     if not path.is_file():
         known = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
@@ -335,7 +387,7 @@ def load_recipe(name_or_path: str, overrides: dict[str, Any] | None = None) -> L
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        raise _recipe_error(path, exc) from None
+        raise _blame_override(_recipe_error(path, exc), overrides or {}) from None
     digest = sha256_bytes(raw_bytes + repr(sorted((overrides or {}).items())).encode())
     return LoadedRecipe(recipe=recipe, path=path, sha256=digest)
 
@@ -368,6 +420,15 @@ def _recipe_error(path: Path, exc: ValidationError) -> RkverifyError:
         blamed, message = message.split("|", 1)
         field = ".".join(loc + [blamed]) if loc else blamed
     return RkverifyError(path, field, message, "correct this value (see convert/recipes/retinaface.yaml)")
+
+
+def _blame_override(error: RkverifyError, overrides: dict[str, Any]) -> RkverifyError:
+    """An error in a field the command line set names that --set, not the recipe file."""
+    for key, value in overrides.items():
+        if error.field == key or error.field.startswith(f"{key}."):
+            shown = value if isinstance(value, str) else json.dumps(value)
+            return RkverifyError(f"--set {key}={shown}", error.field, error.problem, error.fix)
+    return error
 
 
 def _allowed_fields(loc: list[str]) -> list[str]:

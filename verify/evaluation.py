@@ -25,7 +25,7 @@ from convert.progress import step
 from convert.recipe import FLOAT16, LoadedRecipe, Recipe
 from convert.toolkit_log import toolkit_output_to
 from verify import calibration_audit, detection, sensitivity
-from verify.compare import agreement_per_input, disagree, input_sensitivity
+from verify.compare import agreement_per_input, disagree, input_sensitivity, too_small
 from verify.gates import evaluate_gates, gate_dicts
 from verify.history import compare_runs, runs_of
 from verify.layers import run_accuracy_analysis
@@ -106,6 +106,7 @@ def summarise_outputs(per_image: list[dict[str, dict[str, float]]]) -> dict[str,
                          for k, v in values.items() if k != "nonfinite"}
         summary[name]["nonfinite"] = int(values["nonfinite"].sum())
         summary[name]["cos_norm_disagree"] = disagree(summary[name]["cosine"]["mean"], summary[name]["norm_ratio"]["mean"])
+        summary[name]["too_small"] = too_small(summary[name]["reference_rms"]["mean"])
     return summary
 
 
@@ -193,7 +194,7 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
                       timings), active(*float_side):
                 metrics["calibration"]["stability"] = calibration_audit.resampled_stability(
                     loaded, artifacts, measure, recipe.analysis.calibration_resamples, metrics, log_file)
-        if recipe.analysis.preprocess_check:
+        if recipe.analysis.preprocess_check and recipe.evaluate.task != "drift":  # drift: no task metric to judge by
             with step("preprocessing contract check (float model, alternative channel order / mean / std)", timings):
                 metrics["preprocess_check"] = check_preprocessing(loaded, artifacts.onnx, images)
         k = min(recipe.evaluate.layer_analysis_images, len(images))
@@ -338,12 +339,14 @@ def stage_attribution(recipe: Recipe, chain: list[tuple[str, list[dict]]]) -> di
     """Agreement of each neighbouring stage of `chain` (label, outputs per input), e.g.
     native framework -> ONNX float32 -> RKNN float16 -> RKNN quantized.
 
-    The stage that loses the most cosine (worst output) is where the drift starts.
+    The stage that loses the most cosine (worst output) is where the drift starts; outputs too small
+    to compare rank nothing (their cosines are noise), and with none left no stage is named.
     """
     stages = []
     for (before, a), (after, b) in zip(chain, chain[1:]):
         outputs = summarise_outputs(agreement_per_input(recipe.outputs, a, b))
-        stages.append({"from": before, "to": after, "outputs": outputs,
-                       "cosine_loss": max(1 - o["cosine"]["mean"] for o in outputs.values())})
-    worst = max(stages, key=lambda st: st["cosine_loss"])
-    return {"stages": stages, "drift_starts_at": worst["to"]}
+        losses = [1 - o["cosine"]["mean"] for o in outputs.values() if not o["too_small"]]
+        stages.append({"from": before, "to": after, "outputs": outputs, "cosine_loss": max(losses, default=None)})
+    ranked = [st for st in stages if st["cosine_loss"] is not None]
+    worst = max(ranked, key=lambda st: st["cosine_loss"])["to"] if ranked else None
+    return {"stages": stages, "drift_starts_at": worst}

@@ -107,7 +107,7 @@ def run_job(job: PassJob, live: dict[str, Runner] | None = None) -> PassResult:
                     crops[side], _ = face_crop(bgr, rows.get(side), job.settings.choice, size,
                                                job.settings.crop_fraction)
                 pixels = prepare_array(crops[side], recipe.model_input, recipe.preprocess, path).pixels
-                vectors, seconds = embed(runner("recognizer", name), pixels, recipe.outputs[0],
+                vectors, seconds = embed(runner("recognizer", name), pixels, recipe.embedding_output,
                                          job.settings.flip, recipe.model_input.layout)
                 result.embeddings[name][sha] = vectors
                 result.engine_seconds[f"recognizer:{name}"] += seconds

@@ -18,7 +18,8 @@ class GateResult:
 
 
 def _min_output(key: str) -> Callable[[dict], float]:
-    return lambda m: min(o[key]["mean"] for o in m["outputs"].values())
+    """Over the outputs large enough to compare (NaN, a failed gate, when none is)."""
+    return lambda m: min((o[key]["mean"] for o in m["outputs"].values() if not o.get("too_small")), default=math.nan)
 
 
 # gate name -> (what it reads, how to read it from metrics.json). "min_*" gates need

@@ -49,6 +49,7 @@ def index_rows(reports_dir: Path) -> list[dict[str, Any]]:
             metrics = json.loads((run / "metrics.json").read_text())
             entries.append({"run_id": run.name, "href": f"{folder.name}/{run.name}/report.html",
                             "passed": metrics["passed"], "created_at": metrics["created_at"],
-                            "failed_gates": [g["gate"] for g in metrics["gates"] if not g["passed"]]})
+                            "failed_gates": [g["gate"] for g in metrics["gates"] if not g["passed"]],
+                            "gated": bool(metrics["gates"])})
         rows.append({"recipe": folder.name, "latest": entries[0], "runs": entries})
     return rows

@@ -51,7 +51,7 @@ def _score(loaded: LoadedRecipe, outputs: list[dict[str, np.ndarray]], images: l
                                   im.scale) for o, im in zip(outputs, images)]
         scores = np.concatenate([d.scores for d in found]) if found else np.array([])
         return {"faces found": float(len(scores)), "mean confidence": float(scores.mean()) if len(scores) else 0.0}
-    embeddings = np.stack([o[recipe.outputs[0]].ravel() for o in outputs])
+    embeddings = np.stack([o[recipe.embedding_output].ravel() for o in outputs])
     return {"d_prime same vs different": _d_prime(embeddings, [im.path.parent.name for im in images])}
 
 

@@ -135,7 +135,7 @@ class FacePass:
         side = self.align_with[name]
         faces = self.detector.rows_key(side) if self.detector else "centre crop"
         return sha256_bytes(json.dumps([self.recognizers[name].key, recipe.model_input.model_dump(mode="json"),
-                                        recipe.preprocess.model_dump(mode="json"), recipe.outputs[0], faces,
+                                        recipe.preprocess.model_dump(mode="json"), recipe.embedding_output, faces,
                                         self.settings.choice, self.settings.crop_fraction,
                                         self.settings.flip]).encode())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,18 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
+def format_number(value: Any, digits: int = 4) -> str:
+    """Fixed point where that reads well; 3 significant digits in exponent form for values it would show
+    as 0.0000 or as hundreds of digits (a relative L2 of 4.2e283 was once printed in full)."""
+    if value is None:
+        return "n/a"
+    if not isinstance(value, float):
+        return str(value)
+    if math.isfinite(value) and value != 0 and (abs(value) >= 1e6 or abs(value) < 10 ** -digits):
+        return f"{value:.3g}"
+    return f"{value:.{digits}f}"
+
+
 def _data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
@@ -137,7 +150,7 @@ def render_report(run_dir: Path) -> Path:
         histograms=histograms,
         few_images=few_lines(metrics),
         view_command=view_command(metrics),
-        fmt=lambda v, d=4: "n/a" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v)),
+        fmt=format_number,
     )
     out = run_dir / "report.html"
     write_bytes_atomic(out, html.encode())

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from convert.preflight import check_paths
 from convert.progress import step
 from convert.recipe import PROJECT_ROOT, LoadedRecipe, load_recipe
 
@@ -23,9 +24,10 @@ def convert_all(recipe: str, overrides: dict[str, object] | None = None, models_
     `models_dir`. Returns (loaded recipe, its artifacts, (detector recipe, its artifacts) or None).
     The detector is built in this process too: the simulator only runs in-process builds.
     """
-    from convert.pipeline import convert_recipe  # heavy imports after argument checks
-
     loaded = load_recipe(recipe, overrides)
+    check_paths(loaded)
+    from convert.pipeline import convert_recipe  # heavy imports (onnx, the toolkit) after every check
+
     if loaded.recipe.target.runtime == "board":  # before any work: say what stops the board run
         from convert.artifacts import tool_versions
         from verify.board import preflight
@@ -37,6 +39,7 @@ def convert_all(recipe: str, overrides: dict[str, object] | None = None, models_
     detector = None
     if detector_name:  # its quantized build only when the quantized run aligns with it too
         detector_recipe = load_recipe(detector_name)
+        check_paths(detector_recipe)
         full_pipeline = bool(verification and verification.faces == "align" and verification.full_pipeline)
         detector = (detector_recipe, convert_recipe(detector_recipe, models_dir, float_only=not full_pipeline))
     if align_with:
@@ -49,11 +52,11 @@ def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Pa
     """Convert and verify one recipe; return the run directory. Dataset-sized work runs on
     `workers` processes (default: one per core); artifacts go to `models_dir` (a sweep gives each
     variant its own, and its own calibration folder)."""
+    loaded, artifacts, detector = convert_all(recipe, overrides, models_dir, calib_dir)
     from convert.pipeline import release
     from verify.evaluation import verify_artifacts
     from verify.workers import default_workers
 
-    loaded, artifacts, detector = convert_all(recipe, overrides, models_dir, calib_dir)
     try:
         return verify_artifacts(loaded, artifacts, reports_dir, detector, workers or default_workers())
     finally:

@@ -1,0 +1,146 @@
+"""The exit-code contract, each path run as a user runs it (rkverify.py in a subprocess):
+2 bad input (one line, fast, before heavy imports), 3 internal / environment failure (one line naming
+what failed, the traceback in a log that exists), 130 interrupted (one line; artifacts keep matching)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from convert.artifacts import sha256_file
+from convert.recipe import PROJECT_ROOT, DetectionEval
+from tests.cli import rkverify
+from verify.detection import priors
+
+HEAVY = ("rknn", "torch", "tensorflow", "mxnet", "onnx", "onnxruntime", "onnxsim", "cv2")
+
+
+def imported(stderr: str) -> set[str]:
+    """Top-level modules a `python -X importtime` run imported."""
+    return {line.split("|")[-1].strip().split(".")[0] for line in stderr.splitlines() if line.startswith("import time:")}
+
+
+def console(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.strip() and not line.startswith("import time:")]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["run", "retinaface", "--set", "quantization.dtype=int9"],
+     "rkverify: error: --set quantization.dtype=int9 [quantization.dtype]: 'int9' is not allowed"),
+    (["run", "retinaface", "--set", "source.package=null", "--set", "source.file=null", "--set", "source.literal=null",
+      "--set", "source.path=models/none.onnx"], "[source.path]: model file"),
+    (["run", "retinaface", "--set", "quantization.calibration.images=[{dir: no/such/folder}]"],
+     "[quantization.calibration.images.0.dir]: folder"),
+    (["run", "convert/recipes"], "is a directory, not a recipe"),
+    (["render", "reports/no-such-recipe/no-such-run"], "run folder does not exist"),
+])
+def test_bad_input_answers_at_once_before_heavy_imports(args: list[str], says: str, tmp_path: Path) -> None:
+    started = time.perf_counter()
+    result = rkverify(*args, "--reports", str(tmp_path / "reports"), python_flags=("-X", "importtime")) \
+        if args[0] == "run" else rkverify(*args, python_flags=("-X", "importtime"))
+    seconds = time.perf_counter() - started
+    assert result.code == 2
+    lines = console(result.stderr)
+    assert len(lines) == 1 and says in lines[0] and "Fix:" in lines[0], lines
+    assert not imported(result.stderr) & set(HEAVY), "validation must not wait for heavy imports"
+    assert seconds < 5, f"{seconds:.1f}s (under 1 s on an idle machine; the bound allows a busy one)"
+    assert not (tmp_path / "reports").exists()
+
+
+def test_anchor_count_matches_the_decoder() -> None:
+    cfg = DetectionEval()
+    assert cfg.anchor_count(48, 48) == len(priors(cfg, 48, 48)) == 98
+    assert cfg.anchor_count(640, 608) == len(priors(cfg, 640, 608))
+
+
+def test_outputs_that_do_not_fit_the_anchors_are_bad_input(tmp_path: Path) -> None:
+    """What `ValueError: 1 predictions but 98 anchors` was: refused before the build, on evaluate.detection."""
+    result = rkverify("run", "retinaface", "--set", "evaluate.detection.steps=[8, 16]",
+                      "--set", "evaluate.detection.min_sizes=[[16, 32], [64, 128]]", "--reports", str(tmp_path / "r"))
+    assert result.code == 2, result.stderr[-2000:]
+    assert result.last_line.startswith("rkverify: error: ") and "[evaluate.detection]" in result.last_line
+    assert "gives 16800 predictions" in result.last_line and "16000 anchors" in result.last_line
+    assert "Traceback" not in result.stderr and "rknn build" not in result.stderr
+
+
+def test_render_of_a_folder_without_a_run_is_bad_input(tmp_path: Path) -> None:
+    result = rkverify("render", str(tmp_path))
+    assert result.code == 2 and result.last_line.endswith("Fix: give a run folder, reports/<recipe>/<run-id>/ "
+                                                          "(see reports/index.html)")
+    assert "has no metrics.json" in result.last_line
+
+
+@pytest.fixture()
+def project_on_a_small_disk(tmp_path: Path):
+    """A copy of the project whose models/ is a tmpfs that holds the source model but not its ONNX."""
+    root = tmp_path / "project"
+    for part in ("convert", "verify"):
+        shutil.copytree(PROJECT_ROOT / part, root / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(PROJECT_ROOT / "rkverify.py", root)
+    models = root / "models"
+    models.mkdir()
+    size = 1_736_694 + 64 * 1024  # the RetinaFace source ONNX, and not another copy of it
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(models)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'mount failed'}): disk-full path untested")
+    try:
+        yield root
+    finally:
+        subprocess.run(["umount", str(models)], check=False)
+
+
+def test_no_space_left_is_an_environment_failure_with_a_log(project_on_a_small_disk: Path, tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    result = rkverify("run", "retinaface", "--reports", str(reports), root=project_on_a_small_disk)
+    assert result.code == 3, result.stderr[-2000:]
+    line = result.last_line
+    assert line.startswith("rkverify: failed during 'canonical float ONNX (fixed shape, onnxsim)': no space left "
+                           "on device writing ") and "models/retinaface/retinaface.onnx" in line
+    assert "MB free of" in line and "[quantization" not in line and "Traceback" not in result.stderr
+    log = Path(line.rsplit("full traceback in ", 1)[1].rstrip(")"))
+    assert log == reports / "retinaface" / "last-error.log"
+    assert "No space left on device" in log.read_text() and "Traceback" in log.read_text()
+    assert (project_on_a_small_disk / "models" / "retinaface" / "source" / "retinaface.onnx").is_file()
+    assert not (project_on_a_small_disk / "models" / "retinaface" / "retinaface.onnx").exists()
+
+
+def artifact_set(model_dir: Path) -> dict[str, dict[str, str]]:
+    """sha256 of each build's .rknn, .build.log and .json, per artifact stem."""
+    return {rknn.stem: {suffix: sha256_file(rknn.with_suffix(suffix)) for suffix in (".rknn", ".build.log", ".json")}
+            for rknn in sorted(model_dir.glob("*.rknn"))}
+
+
+def test_ctrl_c_mid_build_is_one_line_and_keeps_model_and_log_a_pair(retinaface_run: Path, tmp_path: Path) -> None:
+    model_dir = PROJECT_ROOT / "models" / "retinaface"
+    before = artifact_set(model_dir)
+    assert before, "the session's retinaface run left builds to compare with"
+    partial = model_dir / "retinaface-w8a8-rk3588.build.log.partial"
+    partial.unlink(missing_ok=True)
+    process = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "rkverify.py"), "run", "retinaface", "--reports",
+                                str(tmp_path / "reports")], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not (partial.is_file() and partial.stat().st_size > 10_000) and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C does: the whole foreground process group
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    lines = [line for line in stderr.splitlines() if not line.startswith("[rkverify]") and line.strip()]
+    assert lines[-1].startswith("rkverify: interrupted;") and "Traceback" not in stderr
+    after = artifact_set(model_dir)
+    assert after.keys() == before.keys()
+    for stem, files in after.items():  # a build's three files changed together or not at all
+        changed = {suffix for suffix in files if files[suffix] != before[stem][suffix]}
+        assert changed in (set(), set(files)), (stem, changed)
+        provenance = json.loads((model_dir / f"{stem}.json").read_text())
+        assert provenance["artifact_sha256"] == files[".rknn"]
+    assert not (tmp_path / "reports").exists()
