@@ -51,6 +51,9 @@ def convert_all(recipe: str, overrides: dict[str, object] | None = None
     detector = None
     if detector_name:
         detector_recipe = load_recipe(detector_name)
+        platform = loaded.recipe.target.platform
+        if detector_recipe.recipe.target.platform != platform:  # the device runs both: build both for it
+            detector_recipe = load_recipe(detector_name, {"target.platform": platform})
         detector = (detector_recipe, convert_recipe(detector_recipe))
     if align_with:
         loaded = with_aligned_calibration(loaded, recipe, overrides or {}, detector)

@@ -140,10 +140,17 @@ class DetectionEval(Strict):
     score_threshold: float = Field(0.5, gt=0, lt=1)
     nms_threshold: float = Field(0.4, gt=0, lt=1)
     match_iou: float = Field(0.5, gt=0, lt=1)
-    # RetinaFace anchor layout (biubug6/Pytorch_Retinaface cfg_mnet)
+    decoder: Literal["pytorch", "insightface"] = Field(
+        "pytorch", description="output layout: 'pytorch' (biubug6/Pytorch_Retinaface: outputs loc, conf, landmarks "
+        "over all anchors) or 'insightface' (MXNet RetinaFace: per stride in 'steps' order, three outputs "
+        "class map, box map, landmark map)")
+    steps: list[int] = Field([8, 16, 32], description="anchor strides, in the order the outputs hold them")
+    # pytorch layout (biubug6/Pytorch_Retinaface cfg_mnet): anchor sides per stride, variances
     min_sizes: list[list[int]] = [[16, 32], [64, 128], [256, 512]]
-    steps: list[int] = [8, 16, 32]
     variance: list[float] = Field([0.1, 0.2], min_length=2, max_length=2)
+    # insightface layout (generate_anchors_fpn): anchor side = base size x scale, per stride
+    anchor_scales: list[list[float]] = [[32, 16], [8, 4], [2, 1]]
+    anchor_base_size: int = Field(16, ge=1)
 
 
 class Dataset(Strict):
@@ -160,6 +167,10 @@ class Verification(Strict):
     faces: Literal["align", "center_crop"] = "align"
     detector: str = Field("retinaface", description="recipe whose detector finds and aligns faces")
     full_pipeline: bool = Field(False, description="quantized run aligns with the quantized detector")
+    template_fit: Literal["shorter_side", "height"] = Field(
+        "shorter_side", description="how the 112x112 ArcFace template meets a non-square input: 'shorter_side' "
+        "scales it to the shorter side, centred (margin on the longer one); 'height' scales it to the input's "
+        "height and cuts the width centred (a 112x96 input gets the middle 96 columns of the 112x112 face)")
     center_crop_fraction: float = Field(0.55, gt=0, le=1, description="crop side / image side (center_crop)")
     flip: bool = Field(True, description="add the horizontally flipped face's embedding")
     folds: int = Field(10, ge=2, description="folds of pairs built from a folder without pairs.txt "
@@ -259,6 +270,20 @@ class Recipe(Strict):
         if not self.source.trained and (self.gates.min_quantized_accuracy or self.gates.max_accuracy_drop):
             raise ValueError("gates|accuracy gates on an untrained model (source.trained: false) prove nothing; "
                              "gate its drift (cosines) instead")
+        return self
+
+    @model_validator(mode="after")
+    def _outputs_fit_decoder(self) -> "Recipe":
+        cfg = self.evaluate.detection
+        if self.evaluate.task != "detection":
+            return self
+        if cfg.decoder == "pytorch" and len(self.outputs) != 3:
+            raise ValueError("outputs|the pytorch decoder reads three outputs: loc, conf, landmarks (in that order)")
+        if cfg.decoder == "insightface" and (len(self.outputs) != 3 * len(cfg.steps)
+                                             or len(cfg.anchor_scales) != len(cfg.steps)):
+            raise ValueError(f"outputs|the insightface decoder reads (class, box, landmark) per stride: "
+                             f"{3 * len(cfg.steps)} outputs for steps {cfg.steps}, and one anchor_scales "
+                             "entry per stride")
         return self
 
     @property

@@ -237,7 +237,7 @@ def detection_metrics(loaded: LoadedRecipe, images: list[PreparedImage], float_o
         test = detection.decode(q, recipe.outputs, cfg, hw, image.scale)
         decoded.append((image.path, ref, test))
         per_image.append({"image": str(image.path)} | detection.agreement(ref, test, cfg.match_iou))
-        foreground.append(detection.foreground_agreement(f, q, recipe.outputs, cfg.score_threshold))
+        foreground.append(detection.foreground_agreement(f, q, recipe.outputs, cfg))
     busiest = max(decoded, key=lambda d: len(d[1].boxes))  # the image with most float faces
     if len(busiest[1].boxes):
         draw_overlay(*busiest, run_dir / "overlay.jpg")

@@ -78,7 +78,7 @@ def main_face_landmarks(path: Path, detector: Detector) -> np.ndarray | None:
 
 
 def face_crops(paths: list[Path], crop_fraction: float, size: tuple[int, int], detector: Detector | None,
-               cache_dir: Path) -> tuple[dict[Path, np.ndarray], int]:
+               cache_dir: Path, fit: str = "shorter_side") -> tuple[dict[Path, np.ndarray], int]:
     """Aligned (or centre-cropped) BGR face per image; images without a detected face are centre-cropped."""
     crops, missed = {}, 0
     cache = VectorCache(cache_dir / f"landmarks-{detector.key[:16]}.npz") if detector else None
@@ -90,7 +90,7 @@ def face_crops(paths: list[Path], crop_fraction: float, size: tuple[int, int], d
             missed += detector is not None
             crops[path] = center_crop(bgr, crop_fraction, size)
         else:
-            crops[path] = align(bgr, points, size)
+            crops[path] = align(bgr, points, size, fit)
     if cache:
         cache.save()
     return crops, missed
@@ -148,9 +148,11 @@ def verification_metrics(loaded: LoadedRecipe, float_runner: Runner, quant_runne
     size = recipe.model_input.height_width
     started = time.perf_counter()
 
-    float_crops, float_missed = face_crops(paths, cfg.center_crop_fraction, size, float_detector, cache_dir)
+    float_crops, float_missed = face_crops(paths, cfg.center_crop_fraction, size, float_detector, cache_dir,
+                                           cfg.template_fit)
     if cfg.full_pipeline and quant_detector is not None:
-        quant_crops, quant_missed = face_crops(paths, cfg.center_crop_fraction, size, quant_detector, cache_dir)
+        quant_crops, quant_missed = face_crops(paths, cfg.center_crop_fraction, size, quant_detector, cache_dir,
+                                               cfg.template_fit)
     else:
         quant_crops, quant_missed = float_crops, float_missed
     float_emb, float_raw, float_ips = embed_all(float_runner, recipe, float_crops, cfg.flip,
@@ -221,11 +223,10 @@ def aligned_calibration(loaded: LoadedRecipe, detector: Detector, calib_root: Pa
     """
     recipe = loaded.recipe
     calib = recipe.quantization.calibration
-    crop_fraction = Verification.model_fields["center_crop_fraction"].default
-    if recipe.evaluate.verification is not None:
-        crop_fraction = recipe.evaluate.verification.center_crop_fraction
+    faces = recipe.evaluate.verification or Verification.model_construct()  # defaults without a dataset
     photos = resolve_images(calib.images, loaded.path, "quantization.calibration.images")[: calib.size]
-    crops, _ = face_crops(photos, crop_fraction, recipe.model_input.height_width, detector, cache_dir)
+    crops, _ = face_crops(photos, faces.center_crop_fraction, recipe.model_input.height_width, detector, cache_dir,
+                          faces.template_fit)
     final = calib_root / f"{calib.name}-faces"
     with atomic_dir(final) as tmp:
         for index, (path, crop) in enumerate(crops.items()):
