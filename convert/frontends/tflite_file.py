@@ -15,7 +15,7 @@ from convert.errors import RkverifyError
 from convert.frameworks import import_tensorflow, import_tf2onnx
 from convert.onnx_prep import closest
 from convert.preprocess import normalize
-from convert.recipe import LoadedRecipe, Recipe
+from convert.recipe import PROJECT_ROOT, LoadedRecipe, Recipe
 
 OPSET = 13
 QUANTIZED_DTYPES = (np.int8, np.uint8, np.int16)
@@ -69,11 +69,12 @@ def to_onnx(path: Path, loaded: LoadedRecipe, out_path: Path) -> Path:
     """tf2onnx from the flatbuffer, given only the recipe's input: inputs nothing on the way to
     the outputs reads (a training-only label input) are left out of the ONNX, and any that is
     read makes the conversion fail here instead of leaving the NPU a second input."""
+    recipe = loaded.recipe
     model = interpreter(path)
-    refuse_quantized(path, model)
+    # name the user's file, not the verified copy under models/
+    refuse_quantized(PROJECT_ROOT / recipe.source.path if recipe.source.path else path, model)
     check_names(path, model, loaded)
     tf2onnx = import_tf2onnx()
-    recipe = loaded.recipe
     spec = recipe.input
     with atomic_path(out_path) as tmp:
         try:
