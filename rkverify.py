@@ -50,14 +50,29 @@ def convert_all(recipe: str, overrides: dict[str, object] | None = None
     detector_name = verification.detector if verification and verification.faces == "align" else align_with
     detector = None
     if detector_name:
-        detector_recipe = load_recipe(detector_name)
-        platform = loaded.recipe.target.platform
-        if detector_recipe.recipe.target.platform != platform:  # the device runs both: build both for it
-            detector_recipe = load_recipe(detector_name, {"target.platform": platform})
+        detector_recipe = load_recipe(detector_name, detector_overrides(loaded, load_recipe(detector_name)))
         detector = (detector_recipe, convert_recipe(detector_recipe))
     if align_with:
         loaded = with_aligned_calibration(loaded, recipe, overrides or {}, detector)
     return loaded, convert_recipe(loaded), detector
+
+
+def detector_overrides(loaded: LoadedRecipe, detector: LoadedRecipe) -> dict[str, object]:
+    """The detector as the recognizer's device runs it: built for the same platform, at the
+    recognizer recipe's detector_input size if it gives one."""
+    overrides: dict[str, object] = {}
+    if detector.recipe.target.platform != loaded.recipe.target.platform:
+        overrides["target.platform"] = loaded.recipe.target.platform
+    verification = loaded.recipe.evaluate.verification
+    size = verification.detector_input if verification else None
+    if size and list(detector.recipe.model_input.height_width) != size:
+        spec = detector.recipe.input
+        shape = [1, spec.shape[1], *size] if spec.layout == "NCHW" else [1, *size, spec.shape[3]]
+        overrides["inputs"] = [spec.model_dump() | {"shape": shape}]
+        suffix = f"-{size[0]}x{size[1]}"  # its own models/ and calib_data/ folders
+        overrides["name"] = detector.recipe.name + suffix
+        overrides["quantization.calibration.name"] = detector.recipe.quantization.calibration.name + suffix
+    return overrides
 
 
 def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Path = REPORTS_DIR) -> Path:

@@ -166,6 +166,9 @@ class Verification(Strict):
     fallback: Dataset | None = Field(None, description="used when dataset.root holds no images")
     faces: Literal["align", "center_crop"] = "align"
     detector: str = Field("retinaface", description="recipe whose detector finds and aligns faces")
+    detector_input: list[int] | None = Field(None, min_length=2, max_length=2, description="[H, W] the detector "
+                                             "runs at for this recipe, e.g. smaller than its own recipe's for small "
+                                             "photos (None: the detector recipe's size)")
     full_pipeline: bool = Field(False, description="quantized run aligns with the quantized detector")
     template_fit: Literal["shorter_side", "height"] = Field(
         "shorter_side", description="how the 112x112 ArcFace template meets a non-square input: 'shorter_side' "
