@@ -65,3 +65,28 @@ def test_mxnet_retinaface_float_vs_quantized_faces(fresh_run) -> None:
     detection = metrics_of(fresh_run("retinaface-mxnet"))["detection"]
     assert detection["float_faces"] >= 25 and detection["match_rate"] == 1.0
     assert detection["mean_iou"] > 0.95 and detection["mean_landmark_error"] < 0.02
+
+
+def test_pipeline_detector_is_built_as_the_device_runs_it() -> None:
+    """A recognizer's detector is rebuilt for the recognizer's platform and detector_input size,
+    into its own models/ folder; a detector that already fits is used as its recipe says."""
+    import rkverify
+    from convert.recipe import load_recipe
+
+    pipeline, detector = load_recipe("rv1126b-mxnet-pipeline"), load_recipe("retinaface-mxnet")
+    overrides = rkverify.detector_overrides(pipeline, detector)
+    assert overrides["target.platform"] == "rv1126b" and overrides["name"] == "retinaface-mxnet-320x320"
+    assert overrides["inputs"][0]["shape"] == [1, 3, 320, 320]
+    assert rkverify.detector_overrides(load_recipe("arcface-mobilefacenet"), load_recipe("retinaface")) == {}
+
+
+def test_rv1126b_pipeline_end_to_end(fresh_run) -> None:
+    """MXNet RetinaFace aligns, MXNet MobileFaceNet embeds, both built for rv1126b; quantized
+    detector feeds the quantized recognizer."""
+    metrics = metrics_of(fresh_run("rv1126b-mxnet-pipeline"))
+    verification = lfw_fold_1(metrics)
+    assert verification["full_pipeline"] and metrics["provenance"]["platform"] == "rv1126b"
+    detector = PROJECT_ROOT / "models" / "retinaface-mxnet-320x320" / "retinaface-mxnet-320x320-w8a8-rv1126b.json"
+    assert json.loads(detector.read_text())["platform"] == "rv1126b"
+    assert verification["float"]["accuracy"]["mean"] >= 0.96
+    assert verification["no_face_found"]["quantized"] == 0
