@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 TOOL_PACKAGES = ("rknn-toolkit2", "onnx", "onnxruntime", "onnxsim", "numpy", "torch", "opencv-python-headless",
-                 "tensorflow-cpu", "tf2onnx", "mxnet")  # the last three: keras-pb and mxnet frontends
+                 "tensorflow-cpu", "tf2onnx", "mxnet")  # the last three: keras-pb, tflite and mxnet frontends
 
 
 def sha256_bytes(data: bytes) -> str:

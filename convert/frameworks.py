@@ -16,7 +16,7 @@ def import_tensorflow() -> ModuleType:
     try:
         import tensorflow as tf
     except ImportError as exc:
-        raise RkverifyError("environment", FIELD, f"a keras-pb source needs tensorflow, which does not import ({exc})",
+        raise RkverifyError("environment", FIELD, f"a keras-pb or tflite source needs tensorflow, which does not import ({exc})",
                             INSTALL) from None
     tf.get_logger().setLevel("ERROR")  # TF1-API deprecation notices on every graph import
     return tf
@@ -27,7 +27,7 @@ def import_tf2onnx() -> ModuleType:
     try:
         import tf2onnx
     except ImportError as exc:
-        raise RkverifyError("environment", FIELD, f"a keras-pb source needs tf2onnx, which does not import ({exc})",
+        raise RkverifyError("environment", FIELD, f"a keras-pb or tflite source needs tf2onnx, which does not import ({exc})",
                             INSTALL) from None
     return tf2onnx
 

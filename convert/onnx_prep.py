@@ -121,8 +121,8 @@ def check_detection_outputs(model: onnx.ModelProto, loaded: LoadedRecipe) -> Non
     """task: detection decodes one prediction per anchor: a model whose outputs do not fit the recipe's
     anchor layout is refused here, before the build, not with a crash after it."""
     recipe = loaded.recipe
-    if recipe.evaluate.task != "detection":
-        return
+    if recipe.evaluate.task != "detection" or recipe.evaluate.detection.decoder != "pytorch":
+        return  # the insightface layout's per-stride maps are checked by its decoder
     first = next(o for o in model.graph.output if o.name == recipe.outputs[0])
     dims = [d.dim_value if d.HasField("dim_value") else 0 for d in first.type.tensor_type.shape.dim]
     if not dims or 0 in dims:

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import json
+import sys
 
 import numpy as np
 
@@ -31,6 +32,7 @@ class Artifacts:
     calibration: dict
     rknn: RknnBuild | None  # None when only the float model is wanted (e.g. a detector that aligns faces)
     native_check: dict[str, float]  # worst cosine per output, framework vs ONNX ({} for ONNX sources)
+    renamed_params: dict[str, str]  # parameters the frontend found under another name (graph name: stored name)
     fp16: RknnBuild | None  # unquantized build of the same graph, for stage attribution
     float_key: str  # what the float model's outputs depend on (for caches)
     quant_key: str  # what the quantized model's outputs depend on
@@ -47,10 +49,13 @@ def convert_recipe(loaded: LoadedRecipe, models_dir: Path = PROJECT_ROOT / "mode
         source = obtain_source(loaded, models_dir)
     framework = recipe.source.framework
     exporter = EXPORTER.get(framework)
-    raw_onnx = source.model
+    raw_onnx, renamed = source.model, {}
     if exporter:
         with step(f"{framework} -> ONNX ({exporter})", timings):
-            raw_onnx = source_to_onnx(loaded, source, model_dir / "source" / f"{recipe.name}.{framework}.onnx")
+            raw_onnx, renamed = source_to_onnx(loaded, source, model_dir / "source" / f"{recipe.name}.{framework}.onnx")
+        if renamed:
+            print(f"[rkverify] {len(renamed)} parameters loaded under the params file's spelling, e.g. "
+                  f"{next(iter(renamed))} <- {next(iter(renamed.values()))} (listed in the report)", file=sys.stderr, flush=True)
     with step("canonical float ONNX (fixed shape, onnxsim)", timings):
         onnx_path = prepare_onnx(raw_onnx, loaded, model_dir / f"{recipe.name}.onnx")
     if float_only:
@@ -79,6 +84,7 @@ def convert_recipe(loaded: LoadedRecipe, models_dir: Path = PROJECT_ROOT / "mode
                                          recipe.target.platform, calibration["key"],
                                          tool_versions()["rknn-toolkit2"]]).encode())
     return Artifacts(model_dir=model_dir, source=source, onnx=onnx_path, native_check=native_check,
+                     renamed_params=renamed,
                      calibration_list=list_file, calibration=calibration, rknn=build, fp16=fp16,
                      float_key=float_key, quant_key=quant_key, timings=timings)
 

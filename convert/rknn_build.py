@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import onnx
+
 from convert.artifacts import atomic_path, sha256_file, tool_versions, utc_now, write_json_atomic
 from convert.calibration import absolute_list
 from convert.errors import RkverifyError
@@ -42,6 +44,29 @@ KNOWN_FAILURES = [
 
 
 NO_SPACE = "No space left on device"  # the toolkit catches the OSError and logs its text
+
+
+# Builds that kill the process (a segfault cannot be caught and turned into an error), measured:
+# (toolkit version, dtype, ONNX op in the graph, platforms, what the toolkit prints before it dies).
+# MobileFaceNet w16a16i_dfp with 2.5.0: segfaults on rk3588/rk3568/rk3566/rk3562; builds on rk3576,
+# rv1106 and rv1126b (the latter two still print the Relu dtype error, see their build logs).
+KNOWN_CRASHES = [("2.5.0", "w16a16i_dfp", "PRelu", ("rk3588", "rk3568", "rk3566", "rk3562"),
+                  "Meet unsupported tensor dtype in Relu")]
+
+
+def refuse_known_crash(loaded: LoadedRecipe, onnx_path: Path) -> None:
+    """One clear line instead of a segfault, before the toolkit is called."""
+    dtype = loaded.recipe.quantization.dtype
+    version = tool_versions()["rknn-toolkit2"]
+    ops = {node.op_type for node in onnx.load(str(onnx_path), load_external_data=False).graph.node}
+    platform = loaded.recipe.target.platform
+    for crash_version, crash_dtype, op, platforms, said in KNOWN_CRASHES:
+        if (version, dtype) == (crash_version, crash_dtype) and op in ops and platform in platforms:
+            raise RkverifyError(loaded.path, "quantization.dtype", f"rknn-toolkit2 {version} crashes building "
+                                f"{dtype} for {platform} of a graph with {op} (\"{said}\", then a "
+                                "segmentation fault)",
+                                "use float16 (no quantization), or w8a8 with quantization.algorithm: mmse or "
+                                "quantization.hybrid float layers")
 
 
 def known_failure(log_text: str, detail: str) -> tuple[str, str] | None:
@@ -159,6 +184,8 @@ def build_rknn(loaded: LoadedRecipe, onnx_path: Path, source_sha256: str, list_f
     quant = recipe.quantization
     # the log is written beside the model under another name and renamed with it: an interrupted
     # or failed build leaves the previous .rknn and its .build.log a matching pair
+    if list_file is not None:
+        refuse_known_crash(loaded, onnx_path)
     log_file = out_path.with_suffix(".build.log")
     partial_log = out_path.with_suffix(".build.log.partial")
     partial_log.unlink(missing_ok=True)

@@ -14,7 +14,8 @@ from convert.errors import RkverifyError
 from convert.recipe import PROJECT_ROOT, LoadedRecipe, Source
 from convert.source_check import check_source_bytes
 
-SOURCE_SUFFIX = {"onnx": ".onnx", "pytorch-onnx": ".onnx", "keras-pb": ".pb", "mxnet": "-symbol.json"}
+SOURCE_SUFFIX = {"onnx": ".onnx", "pytorch-onnx": ".onnx", "keras-pb": ".pb", "tflite": ".tflite",
+                 "mxnet": "-symbol.json"}
 WHEELS_DIR = PROJECT_ROOT / "models" / "wheels"  # filled by tox from requirements/wheels.txt
 
 

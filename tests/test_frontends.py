@@ -1,4 +1,4 @@
-"""keras-pb and mxnet sources: the same recipe flow, and one clear line for each way it can fail."""
+"""keras-pb, tflite and mxnet sources: the same recipe flow, and one clear line for each way it can fail."""
 from __future__ import annotations
 
 import json
@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from convert.recipe import PROJECT_ROOT
 from convert.rknn_build import known_failure
 from tests.test_recipe_errors import run_cli
 
@@ -37,7 +38,8 @@ def test_shape_the_placeholder_cannot_take(recipe_copy, capsys) -> None:
     assert "[inputs.0.shape]" in line and "placeholder 'x:0' is [-1, -1, -1, 3]" in line
 
 
-@pytest.mark.parametrize(("recipe", "module"), [(TF_RECIPE, "tensorflow"), ("mxnet-mobilefacenet", "mxnet")])
+@pytest.mark.parametrize(("recipe", "module"), [(TF_RECIPE, "tensorflow"), ("tflite-mobilefacenet", "tensorflow"),
+                                                ("mxnet-mobilefacenet", "mxnet")])
 def test_framework_missing_from_the_environment(recipe: str, module: str, recipe_copy, capsys, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # `import <module>` now raises ImportError
     line = run_cli(recipe_copy(lambda t: t, recipe), capsys)
@@ -66,7 +68,8 @@ def test_pad_fusion_crash_names_the_rule_to_disable() -> None:
     assert field == "build.disable_rules" and "add fuse_pad_into_conv" in fix
 
 
-@pytest.mark.parametrize("name", [TF_RECIPE, "keras-facenet", "mxnet-mobilefacenet"])
+@pytest.mark.parametrize("name", [TF_RECIPE, "keras-facenet", "keras-mobilefacenet", "tflite-mobilefacenet",
+                                  "mxnet-mobilefacenet", "retinaface-mxnet"])
 def test_native_framework_heads_the_stage_chain(name: str, fresh_run) -> None:
     """native -> ONNX is a translation: it must agree to float rounding, so any drift is later."""
     metrics = json.loads((fresh_run(name) / "metrics.json").read_text())
@@ -85,6 +88,103 @@ def test_tensorflow_retinaface_finds_the_faces(fresh_run) -> None:
 
 def test_untrained_models_say_so_and_refuse_accuracy_gates(recipe_copy, capsys) -> None:
     path = recipe_copy(lambda t: t.replace("min_embedding_cosine: 0.95", "min_quantized_accuracy: 0.9"),
-                       "mxnet-mobilefacenet")
+                       "keras-facenet")
     line = run_cli(path, capsys)
     assert "[gates]" in line and "untrained" in line
+
+
+def test_keras_pad_before_depthwise_crashes_without_the_disabled_rule(recipe_copy, capsys) -> None:
+    """The trap keras-mobilefacenet's recipe works around is real: without it the build fails and
+    the one line names the field to change."""
+    path = recipe_copy(lambda t: t.replace("  disable_rules: [fuse_pad_into_conv]", "  disable_rules: []"),
+                       "keras-mobilefacenet")
+    line = run_cli(path, capsys)
+    assert "[build.disable_rules]" in line and "fuse_pad_into_conv" in line
+
+
+def test_tflite_input_name_suggests_the_real_one(recipe_copy, capsys) -> None:
+    path = recipe_copy(lambda t: t.replace("- name: input_1 ", "- name: input_1:0 "), "tflite-mobilefacenet")
+    line = run_cli(path, capsys)
+    assert "[inputs.0.name]" in line and "input_1" in line and "target" in line
+
+
+def test_integer_quantized_tflite_is_refused(recipe_copy, capsys, tmp_path) -> None:
+    """A TFLite whose weights and activations are int8 (full-integer post-training quantization of a
+    small real Keras model) has no float model left to compare against: one line, and the fix."""
+    import numpy as np
+
+    from convert.artifacts import sha256_file
+    from convert.frameworks import import_tensorflow
+
+    tf = import_tensorflow()
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((112, 96, 3), batch_size=1, name="input_1")
+    x = tf.keras.layers.Conv2D(8, 3, strides=2)(inputs)
+    x = tf.keras.layers.PReLU(shared_axes=[1, 2])(x)
+    outputs = tf.keras.layers.Dense(128)(tf.keras.layers.GlobalAveragePooling2D()(x))
+    converter = tf.lite.TFLiteConverter.from_keras_model(tf.keras.Model(inputs, outputs))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(0)
+    converter.representative_dataset = lambda: ([rng.uniform(-1, 1, (1, 112, 96, 3)).astype(np.float32)]
+                                                for _ in range(8))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    model = tmp_path / "int8.tflite"
+    model.write_bytes(converter.convert())
+
+    def point_at_int8(text: str) -> str:
+        text = text.replace("../shared/models/mobilefacenet-tf2/mobilefacenet_tf2.tflite", str(model))
+        return text.replace("70ed61fcf34c6bff588b6827473d614f948c0a43580cff6c539c9152a5244e04", sha256_file(model))
+
+    line = run_cli(recipe_copy(point_at_int8, "tflite-mobilefacenet"), capsys)
+    assert str(model) in line and "[source.path]" in line and "integer-quantized" in line
+    assert "no float reference" in line and "give the float .tflite" in line
+
+
+def test_tflite_leftover_input_is_not_in_the_onnx(fresh_run) -> None:
+    """mobilefacenet_tf2.tflite has a second, unused input (`target`): the ONNX has one input."""
+    import onnx
+
+    run = json.loads((fresh_run("tflite-mobilefacenet") / "metrics.json").read_text())
+    model = onnx.load(PROJECT_ROOT / "models" / "tflite-mobilefacenet" / "tflite-mobilefacenet.onnx")
+    assert run["frontend_check"]["framework"] == "tflite"
+    assert [i.name for i in model.graph.input] == ["input_1"]
+
+
+def test_mxnet_retinaface_as_released_loads_its_own_statistics(fresh_run) -> None:
+    """mnet.25's symbol says ..._moving_mean/var, its params ..._running_mean/var (27 BatchNorms):
+    the run loads the stored statistics under the symbol's names and says which, and the detector
+    then finds the scenes' faces (MXNet's default mean 0 / var 1 would not)."""
+    metrics = json.loads((fresh_run("retinaface-mxnet") / "metrics.json").read_text())
+    renamed = metrics["frontend_check"]["renamed_params"]
+    assert len(renamed) == 54
+    assert renamed["mobilenet0_batchnorm0_moving_mean"] == "mobilenet0_batchnorm0_running_mean"
+    assert all(k.replace("_moving_", "_running_") == v for k, v in renamed.items())
+    assert metrics["detection"]["float_faces"] >= 20
+
+
+def test_mxnet_params_without_the_statistics_is_one_clear_error(recipe_copy, capsys, tmp_path) -> None:
+    """The same symbol with a params file that holds its BatchNorm statistics under neither
+    spelling: one line naming both spellings, nothing built."""
+    from convert.artifacts import sha256_file
+    from convert.frameworks import import_mxnet
+
+    mx = import_mxnet()
+    released = "../shared/models/retinaface-mnet25-mxnet/mnet.25-0000.params"
+    saved = mx.nd.load(str(PROJECT_ROOT / released))
+    stripped = tmp_path / "mnet.25-0000.params"
+    mx.nd.save(str(stripped), {k: v for k, v in saved.items() if "_running_" not in k})
+
+    def point_at_stripped(text: str) -> str:
+        text = text.replace(released, str(stripped))
+        return text.replace("051313a2e7e62e981aafcf0dd5cb16505eca4295c4d2f6f36749a173eda8413c", sha256_file(stripped))
+
+    line = run_cli(recipe_copy(point_at_stripped, "retinaface-mxnet"), capsys)
+    assert "[source.params]" in line and "mobilenet0_batchnorm0_moving_mean" in line
+    assert "_moving_mean" in line and "_running_mean" in line and "mean 0, var 1" in line
+
+
+def test_w16a16i_of_a_prelu_model_is_refused_before_the_toolkit_crashes(recipe_copy, capsys) -> None:
+    """rknn-toolkit2 2.5.0 segfaults building w16a16i_dfp for PRelu graphs (MobileFaceNet),
+    which would end the whole run without a word: the recipe gets one line instead."""
+    line = run_cli(recipe_copy(lambda t: t.replace("dtype: w8a8", "dtype: w16a16i_dfp"), "mxnet-mobilefacenet"), capsys)
+    assert "[quantization.dtype]" in line and "PRelu" in line and "float16" in line

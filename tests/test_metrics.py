@@ -8,7 +8,8 @@ import pandas as pd
 
 from convert.recipe import DetectionEval
 from verify.compare import cosine, input_sensitivity, output_agreement
-from verify.detection import Detections, agreement, decode, nms, priors, summarise
+from verify.align import ARCFACE_112, align
+from verify.detection import Detections, agreement, decode, insightface_anchors, nms, priors, summarise
 from verify.layers import aggregate, parse_error_analysis
 
 
@@ -54,6 +55,49 @@ def test_decode_finds_the_one_confident_anchor() -> None:
     centre = (faces.boxes[0, :2] + faces.boxes[0, 2:]) / 2
     np.testing.assert_allclose(centre, anchor[:2] / 0.5)  # zero offsets: box centred on its anchor
     np.testing.assert_allclose(faces.landmarks[0], np.tile(anchor[:2] / 0.5, (5, 1)))
+
+
+INSIGHTFACE = DetectionEval(decoder="insightface", steps=[32, 16, 8], anchor_scales=[[32, 16], [8, 4], [2, 1]])
+NAMES = [f"{kind}{s}" for s in (32, 16, 8) for kind in ("cls", "box", "ldm")]
+
+
+def test_insightface_anchors_match_generate_anchors_fpn() -> None:
+    """InsightFace's own values: generate_anchors(16, [1], [2, 1]) for stride 8 is
+    [[-8, -8, 23, 23], [0, 0, 15, 15]], shifted by the stride along x first."""
+    anchors = insightface_anchors(INSIGHTFACE, [(20, 20), (40, 40), (80, 80)])
+    assert anchors.shape == ((400 + 1600 + 6400) * 2, 4)
+    np.testing.assert_allclose(anchors[:2], [[-248, -248, 263, 263], [-120, -120, 135, 135]])  # stride 32: 512, 256
+    stride8 = anchors[2 * (400 + 1600):]
+    np.testing.assert_allclose(stride8[:4], [[-8, -8, 23, 23], [0, 0, 15, 15], [0, -8, 31, 23], [8, 0, 23, 15]])
+
+
+def test_insightface_decode_reads_the_face_channels_anchor_major() -> None:
+    """Class maps hold (background a0, a1, face a0, a1); a face on anchor 1 of cell (y=3, x=5) at
+    stride 16 with zero deltas is that anchor's own box, landmarks at its centre."""
+    shapes = {32: 20, 16: 40, 8: 80}
+    outputs = {}
+    for stride, side in shapes.items():
+        cls = np.zeros((1, 4, side, side))
+        cls[:, :2] = 1.0
+        outputs[f"cls{stride}"] = cls
+        outputs[f"box{stride}"] = np.zeros((1, 8, side, side))
+        outputs[f"ldm{stride}"] = np.zeros((1, 20, side, side))
+    outputs["cls16"][0, 3, 3, 5] = 0.9  # face score of anchor 1 (scale 4 -> 64 px) at y=3, x=5
+    faces = decode(outputs, NAMES, INSIGHTFACE, (640, 640), scale=1.0)
+    assert len(faces.boxes) == 1 and math.isclose(faces.scores[0], 0.9)
+    # anchor 1 of stride 16: scale 4 x base 16 = 64 px around (7.5, 7.5), shifted by (5 * 16, 3 * 16)
+    np.testing.assert_allclose(faces.boxes[0], [80 - 24, 48 - 24, 80 + 39, 48 + 39])
+    np.testing.assert_allclose(faces.landmarks[0], np.tile([87.5, 55.5], (5, 1)))
+
+
+def test_alignment_fitted_to_the_height_is_the_centre_of_the_square_one() -> None:
+    """template_fit 'height': a 112x96 face is the 112x112 ArcFace face without 8 columns each side."""
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 255, (250, 250, 3), dtype=np.uint8)
+    landmarks = ARCFACE_112 * 1.4 + 50  # a face 1.4x the template's size, somewhere in the photo
+    square = align(photo, landmarks, (112, 112))
+    narrow = align(photo, landmarks, (112, 96), fit="height")
+    np.testing.assert_array_equal(narrow, square[:, 8:104])
 
 
 def test_nms_keeps_the_best_of_overlapping() -> None:

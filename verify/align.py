@@ -4,26 +4,23 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from verify.detection import Detections
 
 # ArcFace / InsightFace 112x112 template: left eye, right eye, nose, left and right mouth corner
 ARCFACE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
                         [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float32)
 
 
-def main_face(faces: Detections) -> int | None:
-    """Index of the largest face (the subject of an LFW-style photo), None when there is none."""
-    if len(faces.boxes) == 0:
-        return None
-    areas = (faces.boxes[:, 2] - faces.boxes[:, 0]) * (faces.boxes[:, 3] - faces.boxes[:, 1])
-    return int(np.argmax(areas))
+def align(bgr: np.ndarray, landmarks: np.ndarray, size: tuple[int, int], fit: str = "shorter_side") -> np.ndarray:
+    """Similarity-warp so the 5 landmarks land on the ArcFace template placed in `size` (h, w).
 
-
-def align(bgr: np.ndarray, landmarks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Similarity-warp so the 5 landmarks land on the ArcFace template scaled to `size` (h, w)."""
+    fit 'shorter_side': the template scaled to the shorter side, centred on the longer one;
+    'height': scaled to the height, the width cut (or widened) about the template's centre.
+    """
     height, width = size
-    template = ARCFACE_112 * np.float32(min(height, width) / 112.0)
-    template[:, 0] += (width - min(height, width)) / 2.0
+    side = min(height, width) if fit == "shorter_side" else height
+    template = ARCFACE_112 * np.float32(side / 112.0)
+    template[:, 0] += (width - side) / 2.0
+    template[:, 1] += (height - side) / 2.0
     matrix, _ = cv2.estimateAffinePartial2D(landmarks.astype(np.float32), template, method=cv2.LMEDS)
     if matrix is None:
         raise ValueError("landmarks are degenerate: no similarity transform")

@@ -29,6 +29,40 @@ def priors(cfg: DetectionEval, height: int, width: int) -> np.ndarray:
     return np.concatenate(rows)
 
 
+def insightface_anchors(cfg: DetectionEval, feature_sizes: list[tuple[int, int]]) -> np.ndarray:
+    """(A, 4) anchors x1, y1, x2, y2 in input pixels, InsightFace's generate_anchors_fpn + anchors_plane:
+    squares of base_size * scale around the base cell's centre, shifted by the stride, order (y, x, anchor)."""
+    rows = []
+    centre = (cfg.anchor_base_size - 1) / 2.0
+    for stride, scales, (fh, fw) in zip(cfg.steps, cfg.anchor_scales, feature_sizes):
+        half = (np.asarray(scales, dtype=np.float64) * cfg.anchor_base_size - 1) / 2.0
+        base = np.stack([centre - half, centre - half, centre + half, centre + half], axis=1)  # (k, 4)
+        ys, xs = np.meshgrid(np.arange(fh) * stride, np.arange(fw) * stride, indexing="ij")
+        shifts = np.stack([xs, ys, xs, ys], axis=-1).reshape(-1, 1, 4)
+        rows.append((shifts + base[None]).reshape(-1, 4))
+    return np.concatenate(rows)
+
+
+def per_anchor(outputs: dict[str, np.ndarray], names: list[str], cfg: DetectionEval
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Face score (A,), box deltas (A, 4) and landmark deltas (A, 10) per anchor, anchor order.
+
+    pytorch: three concatenated outputs (loc, conf, landmarks). insightface: per stride a class
+    map (background of every anchor, then face), box and landmark maps, channels anchor-major.
+    """
+    if cfg.decoder == "pytorch":
+        loc, conf, ldm = (outputs[n].reshape(-1, outputs[n].shape[-1]).astype(np.float64) for n in names)
+        return conf[:, 1], loc, ldm.reshape(len(ldm), -1)
+    scores, boxes, points = [], [], []
+    for index in range(0, len(names), 3):
+        cls, box, ldm = (outputs[n].astype(np.float64) for n in names[index:index + 3])
+        anchors = cls.shape[1] // 2
+        scores.append(cls[:, anchors:].transpose(0, 2, 3, 1).reshape(-1))
+        boxes.append(box.transpose(0, 2, 3, 1).reshape(-1, 4))
+        points.append(ldm.transpose(0, 2, 3, 1).reshape(-1, 10))
+    return np.concatenate(scores), np.concatenate(boxes), np.concatenate(points)
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
     order = scores.argsort()[::-1]
     keep = []
@@ -52,39 +86,55 @@ def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 def decode(outputs: dict[str, np.ndarray], names: list[str], cfg: DetectionEval,
            input_hw: tuple[int, int], scale: float) -> Detections:
-    """Outputs named (loc, conf, landmarks) in recipe order -> faces in original image pixels."""
-    loc, conf, ldm = (outputs[n].reshape(-1, outputs[n].shape[-1]).astype(np.float64) for n in names)
+    """Outputs in recipe order (see `per_anchor`) -> faces in original image pixels."""
+    scores, loc, ldm = per_anchor(outputs, names, cfg)
     height, width = input_hw
-    anchors = priors(cfg, height, width)
-    if len(anchors) != len(loc):
-        raise ValueError(f"{len(loc)} predictions but {len(anchors)} anchors: check evaluate.detection anchors")
-    var_c, var_s = cfg.variance
-    centres = anchors[:, :2] + loc[:, :2] * var_c * anchors[:, 2:]
-    sizes = anchors[:, 2:] * np.exp(loc[:, 2:] * var_s)
-    boxes = np.hstack([centres - sizes / 2, centres + sizes / 2]) * [width, height, width, height]
-    points = anchors[:, None, :2] + ldm.reshape(-1, 5, 2) * var_c * anchors[:, None, 2:]
-    points = points * [width, height]
-    scores = conf[:, 1]
+    if cfg.decoder == "pytorch":
+        anchors = priors(cfg, height, width)
+        if len(anchors) != len(loc):
+            raise ValueError(f"{len(loc)} predictions but {len(anchors)} anchors: check evaluate.detection anchors")
+        var_c, var_s = cfg.variance
+        centres = anchors[:, :2] + loc[:, :2] * var_c * anchors[:, 2:]
+        sizes = anchors[:, 2:] * np.exp(loc[:, 2:] * var_s)
+        boxes = np.hstack([centres - sizes / 2, centres + sizes / 2]) * [width, height, width, height]
+        points = anchors[:, None, :2] + ldm.reshape(-1, 5, 2) * var_c * anchors[:, None, 2:]
+        points = points * [width, height]
+    else:
+        boxes, points = insightface_boxes(outputs, names, cfg, loc, ldm)
     selected = np.flatnonzero(scores > cfg.score_threshold)
     keep = selected[nms(boxes[selected], scores[selected], cfg.nms_threshold)]
     return Detections(boxes[keep] / scale, scores[keep], points[keep] / scale)
 
 
-def foreground_agreement(reference: dict[str, np.ndarray], test: dict[str, np.ndarray], names: list[str],
-                         score_threshold: float) -> dict[str, dict[str, float]]:
-    """Output agreement on the anchors the float model calls faces only.
+def insightface_boxes(outputs: dict[str, np.ndarray], names: list[str], cfg: DetectionEval,
+                      loc: np.ndarray, ldm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """InsightFace's bbox_pred / landmark_pred: deltas in anchor widths from the anchor's centre
+    (its inclusive-pixel convention: width = x2 - x1 + 1), no variances."""
+    sizes = [outputs[names[i]].shape[2:4] for i in range(0, len(names), 3)]
+    anchors = insightface_anchors(cfg, sizes)
+    if len(anchors) != len(loc):
+        raise ValueError(f"{len(loc)} predictions but {len(anchors)} anchors: check evaluate.detection anchors")
+    wh = anchors[:, 2:] - anchors[:, :2] + 1.0
+    centres = anchors[:, :2] + 0.5 * (wh - 1.0)
+    pred_centres = centres + loc[:, :2] * wh
+    pred_half = 0.5 * (np.exp(loc[:, 2:]) * wh - 1.0)
+    boxes = np.hstack([pred_centres - pred_half, pred_centres + pred_half])
+    points = centres[:, None, :] + ldm.reshape(-1, 5, 2) * wh[:, None, :]
+    return boxes, points
 
-    Raw loc/landmark cosines are dominated by thousands of background anchors whose
+
+def foreground_agreement(reference: dict[str, np.ndarray], test: dict[str, np.ndarray], names: list[str],
+                         cfg: DetectionEval) -> dict[str, dict[str, float]]:
+    """Box and landmark agreement on the anchors the float model calls faces only.
+
+    Raw box/landmark cosines are dominated by thousands of background anchors whose
     regressions nobody uses; these are the numbers that decide the boxes.
     """
-    loc, conf, _ = names
-    mask = reference[conf].reshape(-1, reference[conf].shape[-1])[:, 1] > score_threshold
-    result = {}
-    for name in (n for n in names if n != conf):
-        ref = reference[name].reshape(len(mask), -1)[mask]
-        out = test[name].reshape(len(mask), -1)[mask]
-        result[name] = output_agreement(ref, out) | {"anchors": int(mask.sum())}
-    return result
+    ref_scores, *ref_deltas = per_anchor(reference, names, cfg)
+    _, *test_deltas = per_anchor(test, names, cfg)
+    mask = ref_scores > cfg.score_threshold
+    return {name: output_agreement(ref[mask], out[mask]) | {"anchors": int(mask.sum())}
+            for name, ref, out in zip(("boxes", "landmarks"), ref_deltas, test_deltas)}
 
 
 def agreement(reference: Detections, test: Detections, match_iou: float) -> dict[str, float | int]:

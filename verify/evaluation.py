@@ -179,7 +179,8 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
 
         if artifacts.native_check:
             metrics["frontend_check"] = {"framework": recipe.source.framework,
-                                         "worst_cosine_on_calibration_inputs": artifacts.native_check}
+                                         "worst_cosine_on_calibration_inputs": artifacts.native_check,
+                                         "renamed_params": artifacts.renamed_params}
         if verification is not None:
             metrics["verification"] = verification
         if recipe.evaluate.task == "detection":
@@ -287,7 +288,7 @@ def detection_metrics(loaded: LoadedRecipe, images: list[PreparedImage], float_o
         test = detection.decode(q, recipe.outputs, cfg, hw, image.scale)
         decoded.append((image.path, ref, test))
         per_image.append({"image": str(image.path)} | detection.agreement(ref, test, cfg.match_iou))
-        foreground.append(detection.foreground_agreement(f, q, recipe.outputs, cfg.score_threshold))
+        foreground.append(detection.foreground_agreement(f, q, recipe.outputs, cfg))
     busiest = max(decoded, key=lambda d: len(d[1].boxes))  # the image with most float faces
     if len(busiest[1].boxes):
         draw_overlay(*busiest, run_dir / "overlay.jpg")

@@ -24,6 +24,7 @@ class FaceSettings:
     choice: FaceChoice
     crop_fraction: float  # centre crop when no detector is used or no face is found
     flip: bool
+    fit: str = "shorter_side"  # the template on a non-square input (Verification.template_fit)
 
 
 @dataclass
@@ -105,7 +106,7 @@ def run_job(job: PassJob, live: dict[str, Runner] | None = None) -> PassResult:
                 side = job.align_with[name]
                 if side not in crops:
                     crops[side], _ = face_crop(bgr, rows.get(side), job.settings.choice, size,
-                                               job.settings.crop_fraction)
+                                               job.settings.crop_fraction, job.settings.fit)
                 pixels = prepare_array(crops[side], recipe.model_input, recipe.preprocess, path).pixels
                 vectors, seconds = embed(runner("recognizer", name), pixels, recipe.embedding_output,
                                          job.settings.flip, recipe.model_input.layout)

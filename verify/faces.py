@@ -49,9 +49,10 @@ def choose(rows: np.ndarray, choice: FaceChoice, image_hw: tuple[int, int]) -> n
 
 
 def face_crop(bgr: np.ndarray, rows: np.ndarray | None, choice: FaceChoice, size: tuple[int, int],
-              crop_fraction: float) -> tuple[np.ndarray, bool]:
-    """(aligned face, True), or (centre crop, False) when no face was found or no detector is used."""
-    points = choose(rows, choice, bgr.shape[:2]) if rows is not None else None
+              crop_fraction: float, fit: str = "shorter_side") -> tuple[np.ndarray, bool]:
+    """(aligned face, True), or (centre crop, False) when no face was found or no detector is used;
+    `fit`: how the ArcFace template meets a non-square input (verify.align.align)."""
+    points = choose(rows, choice, (bgr.shape[0], bgr.shape[1])) if rows is not None else None
     if points is None:
         return center_crop(bgr, crop_fraction, size), False
-    return align(bgr, points, size), True
+    return align(bgr, points, size, fit), True

@@ -107,7 +107,7 @@ def protocol_folds(pair_set: PairSet) -> np.ndarray:
 
 
 def face_settings(cfg: Verification) -> FaceSettings:
-    return FaceSettings(cfg.face_choice, cfg.center_crop_fraction, cfg.flip)
+    return FaceSettings(cfg.face_choice, cfg.center_crop_fraction, cfg.flip, cfg.template_fit)
 
 
 class FacePass:
@@ -137,7 +137,7 @@ class FacePass:
         return sha256_bytes(json.dumps([self.recognizers[name].key, recipe.model_input.model_dump(mode="json"),
                                         recipe.preprocess.model_dump(mode="json"), recipe.embedding_output, faces,
                                         self.settings.choice, self.settings.crop_fraction,
-                                        self.settings.flip]).encode())
+                                        self.settings.flip, self.settings.fit]).encode())
 
     def run(self, images: list[tuple[Path, str]]) -> dict[str, Any]:
         """Fill the caches for `images` ((path, sha256)); return what was computed and how fast."""
@@ -202,7 +202,7 @@ class FacePass:
         """The face the recognizer on `side` was fed (from cached detections)."""
         rows = self.rows[side].get(sha) if side in self.rows else None
         crop, _ = face_crop(read_bgr(path), rows, self.settings.choice, self.loaded.recipe.model_input.height_width,
-                            self.settings.crop_fraction)
+                            self.settings.crop_fraction, self.settings.fit)
         return crop
 
     def missed(self, hashes: list[str], side: str) -> int:
@@ -357,14 +357,13 @@ def aligned_calibration(loaded: LoadedRecipe, detector: Detector, calib_root: Pa
     """
     recipe = loaded.recipe
     calib = recipe.quantization.calibration
-    crop_fraction = Verification.model_fields["center_crop_fraction"].default
-    if recipe.evaluate.verification is not None:
-        crop_fraction = recipe.evaluate.verification.center_crop_fraction
+    faces = recipe.evaluate.verification or Verification.model_construct()  # defaults without a dataset
+    crop_fraction, fit = faces.center_crop_fraction, faces.template_fit
     photos = resolve_images(calib.images, loaded.path, "quantization.calibration.images")[: calib.size]
     rows = VectorCache(cache_dir / f"detections-{detector.rows_key('float')[:16]}.npz")
     sha = image_hashes(photos)
     job = PassJob(images=[(p, sha[p]) for p in photos], recognizer=recipe, detector=detector.recipe,
-                  settings=FaceSettings("largest", crop_fraction, False), detectors={"float": detector.float.spec},
+                  settings=FaceSettings("largest", crop_fraction, False, fit), detectors={"float": detector.float.spec},
                   recognizers={}, align_with={}, rows={"float": rows.entries}, embed={},
                   log_file=cache_dir / "calibration-faces.log")
     live = {"detector:float": detector.float.live} if detector.float.live else None
@@ -376,7 +375,7 @@ def aligned_calibration(loaded: LoadedRecipe, detector: Detector, calib_root: Pa
         sources = {}
         for index, path in enumerate(photos):
             crop, _ = face_crop(read_bgr(path), rows.get(sha[path]), "largest", recipe.model_input.height_width,
-                                crop_fraction)
+                                crop_fraction, fit)
             name = f"{index:04d}_{path.stem}.png"
             cv2.imwrite(str(tmp / name), crop)
             sources[name] = {"image": str(path), "sha256": sha[path]}

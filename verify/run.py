@@ -38,13 +38,31 @@ def convert_all(recipe: str, overrides: dict[str, object] | None = None, models_
     detector_name = verification.detector if verification and verification.faces == "align" else align_with
     detector = None
     if detector_name:  # its quantized build only when the quantized run aligns with it too
-        detector_recipe = load_recipe(detector_name)
+        detector_recipe = load_recipe(detector_name, detector_overrides(loaded, load_recipe(detector_name)))
         check_paths(detector_recipe)
         full_pipeline = bool(verification and verification.faces == "align" and verification.full_pipeline)
         detector = (detector_recipe, convert_recipe(detector_recipe, models_dir, float_only=not full_pipeline))
     if align_with:
         loaded = with_aligned_calibration(loaded, recipe, overrides or {}, detector, calib_dir)
     return loaded, convert_recipe(loaded, models_dir, calib_dir), detector
+
+
+def detector_overrides(loaded: LoadedRecipe, detector: LoadedRecipe) -> dict[str, object]:
+    """The detector as the recognizer's device runs it: built for the same platform, at the
+    recognizer recipe's detector_input size if it gives one."""
+    overrides: dict[str, object] = {}
+    if detector.recipe.target.platform != loaded.recipe.target.platform:
+        overrides["target.platform"] = loaded.recipe.target.platform
+    verification = loaded.recipe.evaluate.verification
+    size = verification.detector_input if verification else None
+    if size and list(detector.recipe.model_input.height_width) != size:
+        spec = detector.recipe.input
+        shape = [1, spec.shape[1], *size] if spec.layout == "NCHW" else [1, *size, spec.shape[3]]
+        overrides["inputs"] = [spec.model_dump() | {"shape": shape}]
+        suffix = f"-{size[0]}x{size[1]}"  # its own models/ and calib_data/ folders
+        overrides["name"] = detector.recipe.name + suffix
+        overrides["quantization.calibration.name"] = detector.recipe.quantization.calibration.name + suffix
+    return overrides
 
 
 def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Path = REPORTS_DIR,

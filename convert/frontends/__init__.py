@@ -2,8 +2,10 @@
 
 onnx / pytorch-onnx sources are ONNX already. keras-pb goes through tf2onnx (measured against
 rknn-toolkit2's load_tensorflow, which bundles tf2onnx itself: the same float agreement and
-the same RKNN outputs, 5-6 s slower per build); mxnet through MXNet's own exporter. Every
-frontend's ONNX is checked against the framework's forward on real images before building.
+the same RKNN outputs, 5-6 s slower per build); tflite through tf2onnx's TFLite reader (the
+toolkit's own load_tflite would skip the ONNX the float reference runs); mxnet through MXNet's
+own exporter. Every frontend's ONNX is checked against the framework's forward on real images
+before building.
 """
 from __future__ import annotations
 
@@ -20,21 +22,26 @@ from verify.compare import cosine
 
 # native -> ONNX must be a lossless translation; float32 rounding stays above this
 MIN_FRONTEND_COSINE = 0.999
-EXPORTER = {"keras-pb": "tf2onnx", "mxnet": "mxnet.onnx.export_model"}
+EXPORTER = {"keras-pb": "tf2onnx", "tflite": "tf2onnx.convert.from_tflite", "mxnet": "mxnet.onnx.export_model"}
 
 
-def source_to_onnx(loaded: LoadedRecipe, files: SourceFiles, out_path: Path) -> Path:
-    """The ONNX the canonical graph starts from: the source itself, or a frontend's conversion."""
+def source_to_onnx(loaded: LoadedRecipe, files: SourceFiles, out_path: Path) -> tuple[Path, dict[str, str]]:
+    """The ONNX the canonical graph starts from (the source itself, or a frontend's conversion), and
+    the parameters a frontend loaded under another name than the graph gives ({graph name: stored name})."""
     framework = loaded.recipe.source.framework
     if framework == "keras-pb":
         from convert.frontends import tensorflow_pb
 
-        return tensorflow_pb.to_onnx(files.model, loaded, out_path)
+        return tensorflow_pb.to_onnx(files.model, loaded, out_path), {}
+    if framework == "tflite":
+        from convert.frontends import tflite_file
+
+        return tflite_file.to_onnx(files.model, loaded, out_path), {}
     if framework == "mxnet":
         from convert.frontends import mxnet_symbol
 
         return mxnet_symbol.to_onnx(files, loaded, out_path)
-    return files.model
+    return files.model, {}
 
 
 def native_runner(loaded: LoadedRecipe, files: SourceFiles):
@@ -44,6 +51,10 @@ def native_runner(loaded: LoadedRecipe, files: SourceFiles):
         from convert.frontends.tensorflow_pb import TensorflowRunner
 
         return TensorflowRunner(files.model, loaded.recipe)
+    if framework == "tflite":
+        from convert.frontends.tflite_file import TfliteRunner
+
+        return TfliteRunner(files.model, loaded.recipe)
     if framework == "mxnet":
         from convert.frontends.mxnet_symbol import MxnetRunner
 

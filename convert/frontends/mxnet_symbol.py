@@ -25,8 +25,15 @@ TRANSLATION_OPSET = 13
 OUTPUT_SUFFIX = "_output"  # MXNet names a node's output tensor <node>_output
 
 
-def load_symbol(files: SourceFiles, loaded: LoadedRecipe) -> tuple[Any, dict[str, Any]]:
-    """The symbol cut at the recipe's outputs, and its params ({name: NDArray}, arg:/aux: prefixes dropped)."""
+# BatchNorm statistics: the symbolic API names them <bn>_moving_mean/var, Gluon's export stores
+# <bn>_running_mean/var. A symbol of one with params of the other (InsightFace's mnet.25 as
+# released) must not run on MXNet's default statistics (mean 0, var 1): the stored ones are used.
+STAT_SPELLINGS = (("_moving_mean", "_running_mean"), ("_moving_var", "_running_var"))
+
+
+def load_symbol(files: SourceFiles, loaded: LoadedRecipe) -> tuple[Any, dict[str, Any], dict[str, str]]:
+    """The symbol cut at the recipe's outputs, its params ({name: NDArray}, arg:/aux: prefixes dropped)
+    and the BatchNorm statistics found under the other spelling ({symbol name: params-file name})."""
     mx = import_mxnet()
     recipe = loaded.recipe
     try:
@@ -40,6 +47,8 @@ def load_symbol(files: SourceFiles, loaded: LoadedRecipe) -> tuple[Any, dict[str
     if recipe.input.name not in data_names:
         raise RkverifyError(loaded.path, "inputs.0.name", f"no data input '{recipe.input.name}' in the symbol",
                             f"use one of: {', '.join(closest(recipe.input.name, data_names))}")
+    renamed = _statistics_by_other_spelling(mx, symbol, params, files, loaded)
+    params |= {wanted: params[stored] for wanted, stored in renamed.items()}
     internals = symbol.get_internals()
     nodes = [o.removesuffix(OUTPUT_SUFFIX) for o in internals.list_outputs() if o.endswith(OUTPUT_SUFFIX)]
     for index, name in enumerate(recipe.outputs):
@@ -47,23 +56,54 @@ def load_symbol(files: SourceFiles, loaded: LoadedRecipe) -> tuple[Any, dict[str
             raise RkverifyError(loaded.path, f"outputs.{index}", f"no node named '{name}' in the symbol",
                                 f"closest real names: {', '.join(closest(name, nodes))}")
     cut = mx.sym.Group([internals[name + OUTPUT_SUFFIX] for name in recipe.outputs])
-    return cut, params
+    return cut, params, renamed
 
 
-def _explicit_fc_flatten(mx, symbol):
-    """FullyConnected flattens its input unless told not to; MXNet 1.9's exporter reads a missing
-    `flatten` as False and emits a Gemm on an unflattened (N,C,1,1) tensor. Spell it out."""
+def _statistics_by_other_spelling(mx, symbol, params: dict[str, Any], files: SourceFiles,
+                                  loaded: LoadedRecipe) -> dict[str, str]:
+    """{symbol's aux name: params-file name} for statistics stored under the other spelling, each of
+    the shape the symbol infers; any other aux state the params file lacks is one clear error."""
+    shapes = dict(zip(symbol.list_auxiliary_states(),
+                      symbol.infer_shape(**{loaded.recipe.input.name: tuple(loaded.recipe.input.shape)})[2]))
+    needed = set(symbol.list_arguments()) | set(shapes)
+    renamed, missing = {}, []
+    for name in sorted(set(shapes) - set(params)):
+        stored = next((name.removesuffix(a) + b for a, b in STAT_SPELLINGS + tuple((b, a) for a, b in STAT_SPELLINGS)
+                       if name.endswith(a)), None)
+        if stored in params and stored not in needed and params[stored].shape == shapes[name]:
+            renamed[name] = stored
+        else:
+            missing.append(name)
+    if missing:
+        raise RkverifyError(files.params, "source.params", f"{len(missing)} BatchNorm statistics the symbol needs are "
+                            f"not in the params file, under either spelling (e.g. '{missing[0]}'; "
+                            f"{'/'.join(s for pair in STAT_SPELLINGS for s in pair)})",
+                            "give the params file saved with this symbol (MXNet would run them as mean 0, var 1)")
+    return renamed
+
+
+def _exportable(mx, symbol):
+    """The same computation in ops MXNet 1.9's exporter translates correctly:
+    - FullyConnected flattens its input unless told not to, but the exporter reads a missing
+      `flatten` as False and emits a Gemm on an unflattened (N,C,1,1) tensor: spelled out;
+    - SoftmaxActivation (mode=channel, RetinaFace's class heads) has no translation: it is
+      softmax over axis 1, which has one.
+    The framework check afterwards compares the ONNX with MXNet running the original symbol."""
     graph = json.loads(symbol.tojson())
     for node in graph["nodes"]:
+        attrs = node.setdefault("attrs", {})
         if node["op"] == "FullyConnected":
-            node.setdefault("attrs", {}).setdefault("flatten", "True")
+            attrs.setdefault("flatten", "True")
+        elif node["op"] == "SoftmaxActivation" and attrs.get("mode") == "channel":
+            node["op"], node["attrs"] = "softmax", {"axis": "1"}
     return mx.sym.load_json(json.dumps(graph))
 
 
-def to_onnx(files: SourceFiles, loaded: LoadedRecipe, out_path: Path) -> Path:
+def to_onnx(files: SourceFiles, loaded: LoadedRecipe, out_path: Path) -> tuple[Path, dict[str, str]]:
+    """The ONNX, and the statistics loaded under the params file's spelling (for the report)."""
     mx = import_mxnet()
-    symbol, params = load_symbol(files, loaded)
-    symbol = _explicit_fc_flatten(mx, symbol)
+    symbol, params, renamed = load_symbol(files, loaded)
+    symbol = _exportable(mx, symbol)
     needed = set(symbol.list_arguments()) | set(symbol.list_auxiliary_states())
     with atomic_path(out_path) as tmp:
         try:
@@ -80,7 +120,7 @@ def to_onnx(files: SourceFiles, loaded: LoadedRecipe, out_path: Path) -> Path:
                 opset.version = min(opset.version, TRANSLATION_OPSET)
         _fix_prelu_slopes(model)
         onnx.save(model, str(tmp))
-    return out_path
+    return out_path, renamed
 
 
 def _fix_prelu_slopes(model: onnx.ModelProto) -> None:
@@ -110,7 +150,7 @@ class MxnetRunner:
 
     def activate(self) -> None:
         mx = import_mxnet()
-        symbol, params = load_symbol(self.files, self.loaded)
+        symbol, params, _ = load_symbol(self.files, self.loaded)
         module = mx.mod.Module(symbol, data_names=[self.recipe.input.name], label_names=None, context=mx.cpu())
         module.bind(data_shapes=[(self.recipe.input.name, tuple(self.recipe.input.shape))], for_training=False)
         args = set(symbol.list_arguments())
