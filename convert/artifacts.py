@@ -11,8 +11,9 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 TOOL_PACKAGES = ("rknn-toolkit2", "onnx", "onnxruntime", "onnxsim", "numpy", "torch", "opencv-python-headless",
                  "tensorflow-cpu", "tf2onnx", "mxnet")  # the last three: keras-pb, tflite and mxnet frontends
@@ -41,7 +42,7 @@ def tool_versions() -> dict[str, str]:
 
 
 def utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @contextlib.contextmanager

@@ -39,7 +39,7 @@ def import_mxnet() -> ModuleType:
     # TBlob for MKLDNN data") after a bound Module's forward; the plain CPU kernels are exact
     os.environ.setdefault("MXNET_MKLDNN_ENABLED", "0")
     if "bool" not in vars(np):
-        np.bool = bool  # mxnet 1.9.1 still uses the alias numpy 1.24 removed
+        np.bool = bool  # type: ignore[attr-defined]  # mxnet 1.9.1 still uses the alias numpy 1.24 removed
     try:
         import mxnet as mx
     except (ImportError, OSError) as exc:  # OSError: its bundled libmxnet.so fails to load

@@ -1,11 +1,10 @@
 """Recipe -> artifacts, in order: source, canonical ONNX, calibration set, RKNN build."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import json
 import sys
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -38,6 +37,12 @@ class Artifacts:
     quant_key: str  # what the quantized model's outputs depend on
     timings: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def built(self) -> RknnBuild:
+        """The recipe's .rknn build (artifacts made float_only have none)."""
+        assert self.rknn is not None, f"{self.model_dir.name} was converted float_only: no .rknn"
+        return self.rknn
+
 
 def convert_recipe(loaded: LoadedRecipe, models_dir: Path = PROJECT_ROOT / "models",
                    calib_dir: Path = PROJECT_ROOT / "calib_data", float_only: bool = False) -> Artifacts:
@@ -49,7 +54,7 @@ def convert_recipe(loaded: LoadedRecipe, models_dir: Path = PROJECT_ROOT / "mode
         source = obtain_source(loaded, models_dir)
     framework = recipe.source.framework
     exporter = EXPORTER.get(framework)
-    raw_onnx, renamed = source.model, {}
+    raw_onnx, renamed = source.model, dict[str, str]()
     if exporter:
         with step(f"{framework} -> ONNX ({exporter})", timings):
             raw_onnx, renamed = source_to_onnx(loaded, source, model_dir / "source" / f"{recipe.name}.{framework}.onnx")
@@ -60,8 +65,8 @@ def convert_recipe(loaded: LoadedRecipe, models_dir: Path = PROJECT_ROOT / "mode
         onnx_path = prepare_onnx(raw_onnx, loaded, model_dir / f"{recipe.name}.onnx")
     if float_only:
         return Artifacts(model_dir=model_dir, source=source, onnx=onnx_path, calibration_list=Path(), calibration={},
-                         rknn=None, native_check={}, fp16=None, float_key=sha256_file(onnx_path), quant_key="",
-                         timings=timings)
+                         rknn=None, native_check={}, renamed_params=renamed, fp16=None,
+                         float_key=sha256_file(onnx_path), quant_key="", timings=timings)
     with step("calibration set", timings):
         list_file = build_calibration_set(loaded, calib_dir)
     native_check: dict[str, float] = {}

@@ -38,7 +38,7 @@ def resolve_images(sources: list[ImageSource], where: Path, field: str) -> list[
                     continue
                 raise
         else:
-            root = (PROJECT_ROOT / src.dir).resolve()
+            root = (PROJECT_ROOT / (src.dir or "")).resolve()
             if not root.is_dir():
                 if src.optional:
                     continue

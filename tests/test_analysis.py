@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import rkverify
-from tests.conftest import CI_VERIFICATION
 from convert.artifacts import sha256_file
 from convert.preprocess import prepare, resolve_images
 from convert.recipe import PROJECT_ROOT, load_recipe
+from tests.conftest import CI_VERIFICATION
 from verify.calibration_audit import audit
 from verify.layers import tensor_stats
 from verify.preprocess_check import check_preprocessing

@@ -57,11 +57,10 @@ def test_face_pass_serial_and_two_workers_agree(tmp_path: Path) -> None:
     (each rebuilding the quantized model) give the same embeddings, so figures never depend on N."""
     import rkverify
     from convert.pipeline import release
-    from verify.evaluation import active, detector_of, recognizer_models
+    from tests.conftest import CI_VERIFICATION
+    from verify.evaluation import active, detector_of, recognizer_models, rknn_runner
     from verify.recognition import FacePass, choose_pairs, verification_metrics
     from verify.runners import OnnxRuntimeRunner
-    from verify.evaluation import rknn_runner
-    from tests.conftest import CI_VERIFICATION
 
     loaded, artifacts, detector = rkverify.convert_all("arcface-mobilefacenet", CI_VERIFICATION)
     recipe = loaded.recipe

@@ -31,7 +31,7 @@ def test_a_degraded_run_is_flagged_against_its_baseline(retinaface_run: Path, tm
     layers.to_csv(current / "layers.csv", index=False)
     result = compare_runs(metrics, current, baseline, 0.005)
     assert result["regressed"] and result["outputs"]["conf"]["regressed"] and not result["outputs"]["loc"]["regressed"]
-    assert [l["layer"] for l in result["regressed_layers"]] == [layers.loc[5, "layer"]]
+    assert [row["layer"] for row in result["regressed_layers"]] == [layers.loc[5, "layer"]]
 
     index = render_index(tmp_path).read_text()
     rows = index_rows(tmp_path)

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from convert.recipe import DetectionEval
-from verify.compare import cosine, input_sensitivity, output_agreement
 from verify.align import ARCFACE_112, align
+from verify.compare import cosine, input_sensitivity, output_agreement
 from verify.detection import Detections, agreement, decode, insightface_anchors, nms, priors, summarise
 from verify.layers import aggregate, parse_error_analysis
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import rkverify
-from tests.conftest import CI_VERIFICATION
 from convert.recipe import PROJECT_ROOT
+from tests.conftest import CI_VERIFICATION
 from verify.lfw import build_pairs, has_images, read_pairs
 from verify.verification_metrics import kfold_accuracy, roc_auc, squared_distance, val_at_far, verification_report
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-
 # ArcFace / InsightFace 112x112 template: left eye, right eye, nose, left and right mouth corner
 ARCFACE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
                         [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float32)
@@ -24,7 +23,7 @@ def align(bgr: np.ndarray, landmarks: np.ndarray, size: tuple[int, int], fit: st
     matrix, _ = cv2.estimateAffinePartial2D(landmarks.astype(np.float32), template, method=cv2.LMEDS)
     if matrix is None:
         raise ValueError("landmarks are degenerate: no similarity transform")
-    return cv2.warpAffine(bgr, matrix, (width, height), borderValue=0)
+    return np.asarray(cv2.warpAffine(bgr, matrix, (width, height), borderValue=(0, 0, 0)))
 
 
 def center_crop(bgr: np.ndarray, fraction: float, size: tuple[int, int]) -> np.ndarray:

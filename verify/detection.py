@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -110,7 +111,7 @@ def insightface_boxes(outputs: dict[str, np.ndarray], names: list[str], cfg: Det
                       loc: np.ndarray, ldm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """InsightFace's bbox_pred / landmark_pred: deltas in anchor widths from the anchor's centre
     (its inclusive-pixel convention: width = x2 - x1 + 1), no variances."""
-    sizes = [outputs[names[i]].shape[2:4] for i in range(0, len(names), 3)]
+    sizes = [(int(outputs[names[i]].shape[2]), int(outputs[names[i]].shape[3])) for i in range(0, len(names), 3)]
     anchors = insightface_anchors(cfg, sizes)
     if len(anchors) != len(loc):
         raise ValueError(f"{len(loc)} predictions but {len(anchors)} anchors: check evaluate.detection anchors")
@@ -137,7 +138,7 @@ def foreground_agreement(reference: dict[str, np.ndarray], test: dict[str, np.nd
             for name, ref, out in zip(("boxes", "landmarks"), ref_deltas, test_deltas)}
 
 
-def agreement(reference: Detections, test: Detections, match_iou: float) -> dict[str, float | int]:
+def agreement(reference: Detections, test: Detections, match_iou: float) -> dict[str, Any]:
     """Greedy one-to-one matching of test faces to reference faces (reference in score order)."""
     taken: set[int] = set()
     ious, landmark_errors, score_drifts = [], [], []

@@ -9,8 +9,9 @@ import contextlib
 import json
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,23 +20,22 @@ from tqdm import tqdm
 from convert.artifacts import atomic_dir, sha256_bytes, tool_versions, utc_now, write_json_atomic
 from convert.frontends import native_runner
 from convert.pipeline import Artifacts
-from convert.rknn_build import RknnBuild
 from convert.preprocess import PreparedImage, prepare, resolve_images
 from convert.progress import step
 from convert.recipe import FLOAT16, LoadedRecipe, Recipe
+from convert.rknn_build import RknnBuild
 from convert.toolkit_log import toolkit_output_to
 from verify import calibration_audit, detection, sensitivity
+from verify.cache import SHARED_CACHE_DIR
 from verify.compare import agreement_per_input, disagree, input_sensitivity, too_small
 from verify.gates import evaluate_gates, gate_dicts
 from verify.history import compare_runs, runs_of
 from verify.layers import run_accuracy_analysis
 from verify.preprocess_check import check_preprocessing
-from verify.cache import SHARED_CACHE_DIR
 from verify.recognition import Detector, FacePass, Model, choose_pairs, pair_subset, verification_metrics
 from verify.report import draw_overlay, render_index, render_report
 from verify.runners import OnnxRuntimeRunner, OnnxSpec, RknnRunner, Runner, SimulatorSpec, board_loader
 from verify.samples import sample_sizes
-
 
 REGRESSION_TOLERANCE = 0.005  # a cosine drop larger than this against the previous run is flagged
 
@@ -99,7 +99,7 @@ def detector_of(detector: tuple[LoadedRecipe, Artifacts] | None, log_file: Path)
 
 
 def summarise_outputs(per_image: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:
-    summary = {}
+    summary: dict[str, dict[str, Any]] = {}
     for name in per_image[0]:
         values = {k: np.array([img[name][k] for img in per_image]) for k in per_image[0][name]}
         summary[name] = {k: {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
@@ -122,8 +122,7 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
     with atomic_dir(final) as run_dir:
         log_file = run_dir / "toolkit.log"
         float_runner = OnnxRuntimeRunner(artifacts.onnx, recipe.model_input, recipe.preprocess)
-        assert artifacts.rknn is not None
-        quant_runner = rknn_runner(artifacts.rknn, recipe, log_file)
+        quant_runner = rknn_runner(artifacts.built, recipe, log_file)
         aligner = detector_of(detector, log_file)
         detector_runners = [m.live for m in (aligner.float, aligner.quantized) if m] if aligner else []
         face_pass = None
@@ -165,7 +164,7 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
             "recipe_path": str(loaded.path),
             "recipe_sha256": loaded.sha256,
             "recipe_content": recipe.model_dump(mode="json"),
-            "provenance": artifacts.rknn.provenance,
+            "provenance": artifacts.built.provenance,
             "tools": tool_versions(),
             "calibration": {k: artifacts.calibration[k] for k in ("requested", "used", "available")}
             | {"images": [e["image"] for e in artifacts.calibration["images"]]},
@@ -302,7 +301,7 @@ def board_metrics(artifacts: Artifacts, recipe: Recipe, images: list[PreparedIma
                   simulator_out: list[dict[str, np.ndarray]], log_file: Path
                   ) -> tuple[dict[str, Any], list[dict[str, np.ndarray]]]:
     """The board column: board vs simulator per output, the board's time and memory (+ its outputs)."""
-    runner = RknnRunner(board_loader(artifacts.rknn.path, log_file), recipe.outputs, recipe.model_input.layout,
+    runner = RknnRunner(board_loader(artifacts.built.path, log_file), recipe.outputs, recipe.model_input.layout,
                         log_file=log_file, target=recipe.target.platform, device_id=recipe.target.device_id)
     with active(runner):
         board_out, board_s = run_all(runner, images)
@@ -319,7 +318,7 @@ def layer_metrics(artifacts: Artifacts, recipe: Recipe, images: list[PreparedIma
     """accuracy_analysis on `images` (on the board too when the recipe targets one); writes layers.csv.
     Returns the summary for metrics.json and the whole table."""
     on_board = recipe.target.runtime == "board"
-    layers = run_accuracy_analysis(artifacts.rknn.rknn, [im.pixels for im in images], run_dir / "accuracy_analysis",
+    layers = run_accuracy_analysis(artifacts.built.rknn, [im.pixels for im in images], run_dir / "accuracy_analysis",
                                    log_file, target=recipe.target.platform if on_board else None,
                                    device_id=recipe.target.device_id,
                                    with_tensor_stats=recipe.analysis.layer_tensor_stats)
@@ -343,11 +342,11 @@ def stage_attribution(recipe: Recipe, chain: list[tuple[str, list[dict]]]) -> di
     The stage that loses the most cosine (worst output) is where the drift starts; outputs too small
     to compare rank nothing (their cosines are noise), and with none left no stage is named.
     """
-    stages = []
+    stages: list[dict[str, Any]] = []
     for (before, a), (after, b) in zip(chain, chain[1:]):
         outputs = summarise_outputs(agreement_per_input(recipe.outputs, a, b))
         losses = [1 - o["cosine"]["mean"] for o in outputs.values() if not o["too_small"]]
         stages.append({"from": before, "to": after, "outputs": outputs, "cosine_loss": max(losses, default=None)})
     ranked = [st for st in stages if st["cosine_loss"] is not None]
-    worst = max(ranked, key=lambda st: st["cosine_loss"])["to"] if ranked else None
+    worst = max(ranked, key=lambda st: float(st["cosine_loss"]))["to"] if ranked else None
     return {"stages": stages, "drift_starts_at": worst}

@@ -40,8 +40,8 @@ class PassJob:
     recognizer: Recipe
     detector: Recipe | None
     settings: FaceSettings
-    detectors: dict[str, RunnerSpec]
-    recognizers: dict[str, RunnerSpec]
+    detectors: dict[str, RunnerSpec | None]  # None: only a live runner of the calling process will do
+    recognizers: dict[str, RunnerSpec | None]
     align_with: dict[str, str]
     rows: dict[str, dict[str, np.ndarray]]
     embed: dict[str, set[str]]
@@ -81,6 +81,7 @@ def run_job(job: PassJob, live: dict[str, Runner] | None = None) -> PassResult:
             key = f"{kind}:{name}"
             if key not in runners:
                 spec = (job.detectors if kind == "detector" else job.recognizers)[name]
+                assert spec is not None, f"{key}: no live runner and no spec to build one"
                 runners[key] = stack.enter_context(spec.running(job.log_file, job.threads))
             return runners[key]
 

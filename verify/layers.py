@@ -26,7 +26,7 @@ BOARD_METRICS = ("board_entire_cos", "board_entire_euc", "single_sim_cos", "sing
 
 def parse_error_analysis(text: str) -> pd.DataFrame:
     """error_analysis.txt -> one row per layer, in graph order."""
-    rows = []
+    rows: list[dict[str, object]] = []
     for line in ANSI.sub("", text).splitlines():
         match = ROW.match(line.strip())
         if match:

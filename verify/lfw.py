@@ -25,7 +25,7 @@ class PairSet:
     folds_incomplete: list[int] = field(default_factory=list)  # left out: images missing
     folds_skipped: list[int] = field(default_factory=list)  # complete, left out by max_folds
 
-    def first_folds(self, count: int | None) -> "PairSet":
+    def first_folds(self, count: int | None) -> PairSet:
         """Only the first `count` used folds (None: all)."""
         if count is None or count >= len(self.folds_used):
             return self

@@ -34,7 +34,8 @@ def variants(pre: Preprocess) -> dict[str, tuple[Preprocess, bool]]:
 def _d_prime(embeddings: np.ndarray, identities: list[str]) -> float:
     unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
     distance = 1 - unit @ unit.T
-    same, different = [], []
+    same: list[float] = []
+    different: list[float] = []
     for i in range(len(identities)):
         for j in range(i + 1, len(identities)):
             (same if identities[i] == identities[j] else different).append(distance[i, j])

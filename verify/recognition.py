@@ -28,8 +28,8 @@ from verify.cache import VectorCache
 from verify.compare import cosine
 from verify.face_pass import FaceSettings, PassJob, PassResult, run_job
 from verify.faces import face_crop
-from verify.report import PAIRS_CSV
 from verify.lfw import PairSet, build_pairs, has_images, read_pairs
+from verify.report import PAIRS_CSV
 from verify.runners import Runner, RunnerSpec
 from verify.verification_metrics import accuracy_at, best_threshold, squared_distance, verification_report
 from verify.workers import map_units, shards, threads_per_worker
@@ -175,17 +175,16 @@ class FacePass:
         return {"workers": workers, "images": len(images), "computed_images": len(todo),
                 "wall_seconds": round(time.perf_counter() - started, 3), "engine_seconds": engine}
 
-    def with_quantized(self, model: Model) -> "FacePass":
+    def with_quantized(self, model: Model) -> FacePass:
         """The same pass with another quantized model (a variant), sharing the float side's caches."""
         return FacePass(self.loaded, {"float": self.recognizers["float"], "quantized": model}, self.detector,
                         self.cache_dir, self.log_file, self.workers)
 
     def live_runners(self) -> dict[str, Runner]:
-        live = {f"recognizer:{n}": m.live for n, m in self.recognizers.items() if m.live is not None}
+        models = {f"recognizer:{n}": m for n, m in self.recognizers.items()}
         if self.detector:
-            live |= {f"detector:{s}": self.detector.side(s).live for s in self.rows
-                     if self.detector.side(s).live is not None}
-        return live  # type: ignore[return-value]
+            models |= {f"detector:{s}": self.detector.side(s) for s in self.rows}
+        return {key: m.live for key, m in models.items() if m.live is not None}
 
     def merge(self, results: list[PassResult]) -> None:
         for result in results:
@@ -357,8 +356,9 @@ def aligned_calibration(loaded: LoadedRecipe, detector: Detector, calib_root: Pa
     """
     recipe = loaded.recipe
     calib = recipe.quantization.calibration
-    faces = recipe.evaluate.verification or Verification.model_construct()  # defaults without a dataset
-    crop_fraction, fit = faces.center_crop_fraction, faces.template_fit
+    faces = recipe.evaluate.verification
+    crop_fraction = faces.center_crop_fraction if faces else Verification.model_fields["center_crop_fraction"].default
+    fit = faces.template_fit if faces else Verification.model_fields["template_fit"].default
     photos = resolve_images(calib.images, loaded.path, "quantization.calibration.images")[: calib.size]
     rows = VectorCache(cache_dir / f"detections-{detector.rows_key('float')[:16]}.npz")
     sha = image_hashes(photos)
@@ -367,7 +367,7 @@ def aligned_calibration(loaded: LoadedRecipe, detector: Detector, calib_root: Pa
                   recognizers={}, align_with={}, rows={"float": rows.entries}, embed={},
                   log_file=cache_dir / "calibration-faces.log")
     live = {"detector:float": detector.float.live} if detector.float.live else None
-    for found_sha, value in run_job(job, live).rows["float"].items():  # type: ignore[arg-type]
+    for found_sha, value in run_job(job, live).rows["float"].items():
         rows.put(found_sha, value)
     rows.save()
     final = calib_root / f"{calib.name}-faces"

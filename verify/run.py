@@ -43,6 +43,7 @@ def convert_all(recipe: str, overrides: dict[str, object] | None = None, models_
         full_pipeline = bool(verification and verification.faces == "align" and verification.full_pipeline)
         detector = (detector_recipe, convert_recipe(detector_recipe, models_dir, float_only=not full_pipeline))
     if align_with:
+        assert detector is not None  # align_with names the detector recipe converted above
         loaded = with_aligned_calibration(loaded, recipe, overrides or {}, detector, calib_dir)
     return loaded, convert_recipe(loaded, models_dir, calib_dir), detector
 

@@ -8,16 +8,17 @@ metrics (detection agreement, verification accuracy) until the goal's gates pass
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable, Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import pandas as pd
 import yaml
 
+from convert.errors import RkverifyError
 from convert.hybrid import HybridBase, hybrid_base, hybrid_build, proposed_layers
 from convert.pipeline import Artifacts
-from convert.errors import RkverifyError
 from convert.recipe import Gates, LoadedRecipe
 from convert.rknn_build import Toolkit
 from verify.gates import GATE_METRICS, evaluate_gates
@@ -148,7 +149,7 @@ def propose_fix(loaded: LoadedRecipe, artifacts: Artifacts, base: HybridBase, ra
     before = evaluate_gates(goal, quantized)
     fix: dict[str, Any] = {"goal": {g.gate: g.threshold for g in before},
                            "before": {g.gate: g.value for g in before},
-                           "rknn_bytes_before": artifacts.rknn.provenance["artifact_bytes"],
+                           "rknn_bytes_before": artifacts.built.provenance["artifact_bytes"],
                            "quantized_layers": len(base.quantized_layers),
                            "gate_labels": {g.gate: GATE_METRICS[g.gate][0] for g in before}}
     if all(g.passed for g in before):

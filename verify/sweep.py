@@ -143,7 +143,7 @@ def sweep(recipe_arg: str, grid: dict[str, list[Any]] | None, reports_dir: Path,
                 break
         for row in rows:  # paths as they will be once the sweep folder has its final name
             if "run_dir" in row:
-                row["run_dir"] = str(final / Path(row["run_dir"]).relative_to(folder))
+                row["run_dir"] = str(final / Path(str(row["run_dir"])).relative_to(folder))
         rows.sort(key=lambda r: r["variant"])
         summary = {"recipe": recipe.name, "sweep_id": ident, "created_at": utc_now(), "grid": grid,
                    "base_overrides": base or {}, "until_gates": until_gates, "stopped_at": stopped_at,

@@ -13,8 +13,9 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
 
 from convert.recipe import PROJECT_ROOT
 

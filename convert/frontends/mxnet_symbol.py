@@ -75,7 +75,7 @@ def _statistics_by_other_spelling(mx, symbol, params: dict[str, Any], files: Sou
         else:
             missing.append(name)
     if missing:
-        raise RkverifyError(files.params, "source.params", f"{len(missing)} BatchNorm statistics the symbol needs are "
+        raise RkverifyError(files.params or files.model, "source.params", f"{len(missing)} BatchNorm statistics the symbol needs are "
                             f"not in the params file, under either spelling (e.g. '{missing[0]}'; "
                             f"{'/'.join(s for pair in STAT_SPELLINGS for s in pair)})",
                             "give the params file saved with this symbol (MXNet would run them as mean 0, var 1)")
