@@ -280,8 +280,6 @@ class Recipe(Strict):
         cfg = self.evaluate.detection
         if self.evaluate.task != "detection":
             return self
-        if cfg.decoder == "pytorch" and len(self.outputs) != 3:
-            raise ValueError("outputs|the pytorch decoder reads three outputs: loc, conf, landmarks (in that order)")
         if cfg.decoder == "insightface" and (len(self.outputs) != 3 * len(cfg.steps)
                                              or len(cfg.anchor_scales) != len(cfg.steps)):
             raise ValueError(f"outputs|the insightface decoder reads (class, box, landmark) per stride: "
