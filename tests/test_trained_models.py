@@ -56,8 +56,9 @@ def test_tflite_and_keras_pb_of_one_network_agree(fresh_run) -> None:
     assert keras["float"]["accuracy"]["mean"] >= 0.97
     assert keras["float"]["accuracy"]["mean"] == tflite["float"]["accuracy"]["mean"]
     a, b = float_embeddings("keras-mobilefacenet").entries, float_embeddings("tflite-mobilefacenet").entries
-    assert len(a) == len(b) == keras["images"]
-    assert min(cosine(a[key][1], b[key][1]) for key in a) > 0.9999
+    shared = set(a) & set(b)  # the caches may hold more faces than this run's (e.g. a full LFW run)
+    assert len(shared) >= keras["images"]
+    assert min(cosine(a[key][1], b[key][1]) for key in shared) > 0.9999
 
 
 def test_mxnet_retinaface_float_vs_quantized_faces(fresh_run) -> None:
