@@ -303,9 +303,10 @@ class Recipe(Strict):
     @model_validator(mode="after")
     def _outputs_fit_task(self) -> Recipe:
         task, outputs = self.evaluate.task, self.outputs
-        if task == "detection" and len(outputs) != 3:
+        if task == "detection" and self.evaluate.detection.decoder == "pytorch" and len(outputs) != 3:
             raise ValueError(f"outputs|task: detection decodes RetinaFace's three outputs (loc, conf, landmarks), "
-                             f"this recipe names {len(outputs)}; for any other model use evaluate.task: drift")
+                             f"this recipe names {len(outputs)}; for InsightFace's per-stride outputs set "
+                             "evaluate.detection.decoder: insightface; for any other model use evaluate.task: drift")
         verification = self.evaluate.verification
         if task == "recognition" and verification is not None:
             if verification.embedding is None and len(outputs) != 1:
@@ -339,8 +340,6 @@ class Recipe(Strict):
         cfg = self.evaluate.detection
         if self.evaluate.task != "detection":
             return self
-        if cfg.decoder == "pytorch" and len(self.outputs) != 3:
-            raise ValueError("outputs|the pytorch decoder reads three outputs: loc, conf, landmarks (in that order)")
         if cfg.decoder == "insightface" and (len(self.outputs) != 3 * len(cfg.steps)
                                              or len(cfg.anchor_scales) != len(cfg.steps)):
             raise ValueError(f"outputs|the insightface decoder reads (class, box, landmark) per stride: "

@@ -134,16 +134,19 @@ class Toolkit:
             ret, detail = -1, f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # the toolkit raises bare ValueError/AttributeError on bad input
             # the toolkit wraps its traceback into the message; keep the last statement, whole
-            lines = [line.strip() for line in str(exc).strip().splitlines()]
+            traceback = str(exc)
+            lines = [line.strip() for line in traceback.strip().splitlines()]
             tail = [line for line in lines if line and not line.startswith(("File ", "Traceback"))][-2:]
             ret, detail = -1, " ".join(tail) or type(exc).__name__
         else:
-            detail = last_error(self.log_file)
+            traceback, detail = "", last_error(self.log_file)
         if ret != 0:
             self.rknn.release()
             if NO_SPACE in detail or NO_SPACE in self.log_file.read_text(errors="replace"):
                 raise OSError(errno.ENOSPC, f"rknn-toolkit2 {step}: {NO_SPACE} (toolkit log: {self.log_file})")
-            blamed, remedy = known_failure(self.log_file.read_text(errors="replace"), detail) or (field, fix)
+            # the failing rule is named in the wrapped traceback, not always in the log
+            seen = self.log_file.read_text(errors="replace") + traceback
+            blamed, remedy = known_failure(seen, detail) or (field, fix)
             raise RkverifyError(self.loaded.path, blamed, f"rknn-toolkit2 {step} failed: {detail}",
                                 f"{remedy} (toolkit log: {self.log_file})")
 

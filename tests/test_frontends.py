@@ -93,13 +93,30 @@ def test_untrained_models_say_so_and_refuse_accuracy_gates(recipe_copy, capsys) 
     assert "[gates]" in line and "untrained" in line
 
 
-def test_keras_pad_before_depthwise_crashes_without_the_disabled_rule(recipe_copy, capsys) -> None:
-    """The trap keras-mobilefacenet's recipe works around is real: without it the build fails and
-    the one line names the field to change."""
-    path = recipe_copy(lambda t: t.replace("  disable_rules: [fuse_pad_into_conv]", "  disable_rules: []"),
-                       "keras-mobilefacenet")
-    line = run_cli(path, capsys)
-    assert "[build.disable_rules]" in line and "fuse_pad_into_conv" in line
+def test_pad_before_depthwise_crashes_the_raw_graph_not_the_canonical_one(tmp_path) -> None:
+    """The Keras MobileFaceNet's trap, on the real files: tf2onnx's raw graph (what load_onnx or
+    load_tensorflow would get) crashes rknn-toolkit2 2.5.0's fuse_pad_into_conv, and the one line
+    names build.disable_rules; the canonical ONNX the suite builds has its Pads folded by onnxsim."""
+    import onnx
+
+    from convert.errors import RkverifyError
+    from convert.frontends import source_to_onnx
+    from convert.onnx_prep import prepare_onnx
+    from convert.recipe import load_recipe
+    from convert.rknn_build import build_rknn
+    from convert.source import obtain_source
+
+    loaded = load_recipe("keras-mobilefacenet", {"build.disable_rules": []})
+    files = obtain_source(loaded, tmp_path)
+    raw, _ = source_to_onnx(loaded, files, tmp_path / "raw.onnx")
+    # 17 Pads in the .pb; tf2onnx already merges one into its conv
+    assert sum(node.op_type == "Pad" for node in onnx.load(str(raw)).graph.node) == 16
+    canonical = prepare_onnx(raw, loaded, tmp_path / "canonical.onnx")
+    assert not any(node.op_type == "Pad" for node in onnx.load(str(canonical)).graph.node)
+    with pytest.raises(RkverifyError) as error:
+        build_rknn(loaded, raw, files.sha256, None, tmp_path / "raw.rknn")
+    assert error.value.field == "build.disable_rules" and "fuse_pad_into_conv" in error.value.fix
+    build_rknn(loaded, canonical, files.sha256, None, tmp_path / "canonical.rknn").rknn.release()
 
 
 def test_tflite_input_name_suggests_the_real_one(recipe_copy, capsys) -> None:

@@ -18,7 +18,7 @@ INSTALL_FILES = [*sorted(REQUIREMENTS.glob("*.txt")), PROJECT_ROOT / "tox.ini"]
 ABSOLUTE = re.compile(r"(?<![\w.{}~-])/[A-Za-z_]\S*|file:/|\b[A-Za-z]:\\")
 PIN = re.compile(r"^([A-Za-z0-9._-]+)==([^\s;#]+)", re.MULTILINE)
 # requirement files, and whether uv resolves their dependencies (tox.ini installs the others --no-deps)
-RESOLVED = {"base.txt": True, "nodeps.txt": False, "wheels.txt": False}
+RESOLVED = {"base.txt": True, "lint.txt": True, "nodeps.txt": False, "wheels.txt": False}
 
 
 def pins(text: str) -> dict[str, str]:
