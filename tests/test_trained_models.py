@@ -80,14 +80,13 @@ def test_mxnet_retinaface_float_vs_quantized_faces(fresh_run) -> None:
 def test_pipeline_detector_is_built_as_the_device_runs_it() -> None:
     """A recognizer's detector is rebuilt for the recognizer's platform and detector_input size,
     into its own models/ folder; a detector that already fits is used as its recipe says."""
-    import rkverify
-    from convert.recipe import load_recipe
+    from verify.run import detector_overrides
 
     pipeline, detector = load_recipe("rv1126b-mxnet-pipeline"), load_recipe("retinaface-mxnet")
-    overrides = rkverify.detector_overrides(pipeline, detector)
+    overrides = detector_overrides(pipeline, detector)
     assert overrides["target.platform"] == "rv1126b" and overrides["name"] == "retinaface-mxnet-320x320"
     assert overrides["inputs"][0]["shape"] == [1, 3, 320, 320]
-    assert rkverify.detector_overrides(load_recipe("arcface-mobilefacenet"), load_recipe("retinaface")) == {}
+    assert detector_overrides(load_recipe("arcface-mobilefacenet"), load_recipe("retinaface")) == {}
 
 
 def test_rv1126b_pipeline_end_to_end(fresh_run) -> None:
