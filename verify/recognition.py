@@ -281,7 +281,7 @@ def verification_metrics(loaded: LoadedRecipe, face_pass: FacePass, run_dir: Pat
     if pair_set is None:
         write_pairs_csv(run_dir / PAIRS_CSV, pairs, dist, root)
     if calibration is not None:
-        metrics["calibration_leakage"] = leakage(calibration, paths)
+        metrics["calibration_leakage"] = leakage(calibration, sha)
     metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
     faces = [prepare_array(face_pass.crop(p, sha[p]), recipe.model_input, recipe.preprocess, p)
              for p in paths[:faces_for_drift]]
@@ -339,10 +339,10 @@ def calibration_sources(calibration: dict[str, Any]) -> dict[str, str]:
     return sources
 
 
-def leakage(calibration: dict[str, Any], evaluated: list[Path]) -> dict[str, Any]:
-    """Calibration photos that are also evaluated, by content: must be none."""
+def leakage(calibration: dict[str, Any], evaluated: dict[Path, str]) -> dict[str, Any]:
+    """Calibration photos that are also evaluated (`evaluated`: path -> sha256), by content: must be none."""
     sources = calibration_sources(calibration)
-    overlap = sorted(sources[h] for h in set(sources) & set(image_hashes(evaluated).values()))
+    overlap = sorted(sources[h] for h in set(sources) & set(evaluated.values()))
     return {"calibration_images": len(sources), "evaluated_images": len(evaluated), "overlap": len(overlap),
             "overlapping": overlap[:20]}
 
