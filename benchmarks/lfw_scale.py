@@ -6,7 +6,9 @@ evaluated pair, float and quantized, with flip. Figures:
 - per run: wall time, the verification step's time, the face pass's wall and engine-only time
   (summed over workers), and the ratio wall / (engine / workers) the target reads (<= 1.25);
 - warm: an unchanged re-run recomputes nothing; its verification step time (target < 2 s);
-- analyses: the whole run with the recipe's analysis block on vs off (target <= 2x).
+- analyses: the whole run with the recipe's analysis block on vs off (target <= 2x);
+- scaling (with --workers 1 N): the cold runs' speed-up over one worker, whole run and face pass,
+  and the ratio wall(N) / (wall(1) / N) the goal reads (<= 1.15).
 
     python benchmarks/lfw_scale.py [recipe] [--workers 1 2] [--skip-analyses]
 """
@@ -19,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -28,10 +31,10 @@ from convert.recipe import PROJECT_ROOT  # noqa: E402
 from verify.cache import SHARED_CACHE_DIR  # noqa: E402
 
 VERIFY_STEP = "face verification, float vs quantized"
-NO_ANALYSES = {"analysis.sensitivity_layers": 0, "analysis.calibration_resamples": 0, "analysis.toolkit_proposal": False}
+NO_ANALYSES: dict[str, object] = {"analysis.sensitivity_layers": 0, "analysis.calibration_resamples": 0, "analysis.toolkit_proposal": False}
 
 
-def one_run(recipe: str, workers: int, overrides: dict[str, object], cold: bool, reports: Path) -> dict[str, object]:
+def one_run(recipe: str, workers: int, overrides: dict[str, object], cold: bool, reports: Path) -> dict[str, Any]:
     if cold:
         shutil.rmtree(SHARED_CACHE_DIR, ignore_errors=True)
     started = time.perf_counter()
@@ -68,19 +71,39 @@ def main() -> int:
     parser.add_argument("--skip-analyses", action="store_true")
     args = parser.parse_args()
     out = PROJECT_ROOT / "reports" / "benchmarks" / f"lfw_scale-{args.recipe}.json"
-    plan = [(workers, NO_ANALYSES, True) for workers in args.workers]
+    plan: list[tuple[int, dict[str, object], bool]] = [(workers, NO_ANALYSES, True) for workers in args.workers]
     plan.append((max(args.workers), NO_ANALYSES, False))
     if not args.skip_analyses:
         plan.append((max(args.workers), {}, True))
-    runs: list[dict[str, object]] = []
+    runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rkverify-bench-") as scratch:
         for workers, overrides, cold in plan:
             runs.append(one_run(args.recipe, workers, overrides, cold, Path(scratch)))
             # written after every run: a long benchmark keeps what it measured
             write_json_atomic(out, {"recipe": args.recipe, "measured_at": utc_now(), "tools": tool_versions(),
-                                    "runs": runs})
+                                    "runs": runs, "scaling": scaling(runs)})
     print(out)
     return 0
+
+
+def scaling(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each cold analyses-off run against the one-worker cold run: speed-up and ratio to the ideal."""
+    cold = [r for r in runs if r["cold"] and not r["analyses"]]
+    one = next((r for r in cold if r["workers"] == 1), None)
+    if one is None:
+        return []
+    rows = []
+    for run in cold:
+        if run is one:
+            continue
+        n = run["workers"]
+        whole, face = (one["wall_seconds"], run["wall_seconds"]), (one["face_pass"]["wall_seconds"],
+                                                                   run["face_pass"]["wall_seconds"])
+        rows.append({"workers": n, "run_speedup": round(whole[0] / whole[1], 2),
+                     "run_vs_ideal": round(whole[1] / (whole[0] / n), 3),
+                     "face_pass_speedup": round(face[0] / face[1], 2),
+                     "face_pass_vs_ideal": round(face[1] / (face[0] / n), 3)})
+    return rows
 
 
 if __name__ == "__main__":

@@ -30,3 +30,26 @@ def test_a_failing_or_killed_unit_fails_alone() -> None:
     assert [o.result for o in outcomes] == [0, 1, 2, None, 4, None, 6]
     assert outcomes[3].error == "ValueError: three is refused"
     assert outcomes[5].error == "worker process died (exit code -9)"
+
+
+def cores_seen(_: int) -> tuple[int, str | None]:
+    from verify.workers import available_cores
+
+    return available_cores(), os.environ.get("OMP_NUM_THREADS")
+
+
+def test_workers_side_by_side_share_the_cores_and_the_caller_keeps_its_own() -> None:
+    from verify.workers import CORES_VARIABLE, available_cores
+
+    before = dict(os.environ)
+    cores = available_cores()
+    two = map_units(cores_seen, [0, 1], 2)
+    assert two == [(max(1, cores // 2), str(max(1, cores // 2)))] * 2
+    assert run_units(cores_seen, [0], 1, isolated=True)[0].result == (cores, str(cores))
+    assert dict(os.environ) == before and CORES_VARIABLE not in os.environ
+
+
+def test_an_isolated_single_worker_still_survives_a_killed_unit() -> None:
+    outcomes = run_units(fails_on_three, [4, 5, 6], 1, isolated=True)
+    assert [o.result for o in outcomes] == [4, None, 6]
+    assert outcomes[1].error == "worker process died (exit code -9)"

@@ -46,7 +46,6 @@ class PassJob:
     rows: dict[str, dict[str, np.ndarray]]
     embed: dict[str, set[str]]
     log_file: Path
-    threads: int = 0
 
 
 @dataclass
@@ -82,7 +81,7 @@ def run_job(job: PassJob, live: dict[str, Runner] | None = None) -> PassResult:
             if key not in runners:
                 spec = (job.detectors if kind == "detector" else job.recognizers)[name]
                 assert spec is not None, f"{key}: no live runner and no spec to build one"
-                runners[key] = stack.enter_context(spec.running(job.log_file, job.threads))
+                runners[key] = stack.enter_context(spec.running(job.log_file))
             return runners[key]
 
         for path, sha in job.images:

@@ -32,7 +32,7 @@ from verify.lfw import PairSet, build_pairs, has_images, read_pairs
 from verify.report import PAIRS_CSV
 from verify.runners import Runner, RunnerSpec
 from verify.verification_metrics import accuracy_at, best_threshold, squared_distance, verification_report
-from verify.workers import map_units, shards, threads_per_worker
+from verify.workers import map_units, shards
 
 SUBFOLDS = 10  # a single evaluated fold is split this way so a threshold is never tuned on its own test pairs
 SOURCES = "sources.json"  # beside aligned calibration faces: the photo each face came from
@@ -161,7 +161,7 @@ class FacePass:
                 if workers == 1:
                     results = [run_job(job, self.live_runners())]
                 else:
-                    jobs = [replace(job, images=shard, threads=threads_per_worker(workers),
+                    jobs = [replace(job, images=shard,
                                     log_file=self.log_file.with_name(f"{self.log_file.stem}-worker{i}.log"))
                             for i, shard in enumerate(shards(todo, workers))]
                     results = map_units(run_job, jobs, workers)

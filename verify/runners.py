@@ -18,6 +18,7 @@ import onnxruntime as ort
 from convert.preprocess import normalize
 from convert.recipe import InputSpec, LoadedRecipe, Preprocess, Recipe
 from convert.toolkit_log import last_error, toolkit_output_to
+from verify.workers import available_cores
 
 
 class Runner(Protocol):
@@ -34,15 +35,15 @@ class OnnxRuntimeRunner:
 
     name = "onnxruntime"
 
-    def __init__(self, onnx_path: Path, spec: InputSpec, pre: Preprocess, threads: int = 0) -> None:
-        self.onnx_path, self.spec, self.pre, self.threads = onnx_path, spec, pre, threads
+    def __init__(self, onnx_path: Path, spec: InputSpec, pre: Preprocess) -> None:
+        self.onnx_path, self.spec, self.pre = onnx_path, spec, pre
         self.session: ort.InferenceSession | None = None
         self.inference_time = 0.0
 
     def activate(self) -> None:
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        options.intra_op_num_threads = self.threads  # 0: all cores; worker processes share them out
+        options.intra_op_num_threads = available_cores()  # a worker process: its share of the cores
         self.session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
 
     def infer(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
@@ -116,8 +117,8 @@ class OnnxSpec:
     recipe: Recipe
 
     @contextlib.contextmanager
-    def running(self, log_file: Path, threads: int = 0) -> Iterator[Runner]:
-        runner = OnnxRuntimeRunner(self.onnx, self.recipe.model_input, self.recipe.preprocess, threads)
+    def running(self, log_file: Path) -> Iterator[Runner]:
+        runner = OnnxRuntimeRunner(self.onnx, self.recipe.model_input, self.recipe.preprocess)
         runner.activate()
         try:
             yield runner
@@ -135,7 +136,7 @@ class SimulatorSpec:
     calibration_list: Path | None
 
     @contextlib.contextmanager
-    def running(self, log_file: Path, threads: int = 0) -> Iterator[Runner]:
+    def running(self, log_file: Path) -> Iterator[Runner]:
         from convert.rknn_build import live_build
 
         toolkit = live_build(self.loaded, self.onnx, self.calibration_list, log_file)

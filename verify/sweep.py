@@ -70,14 +70,15 @@ def headline(figures: dict[str, float]) -> float:
 
 def run_variant(unit: VariantUnit) -> dict[str, Any]:
     """What `run` does, for one variant, into its own folder (models and calibration included, so
-    variants running side by side never share a half-written artifact); one worker inside."""
+    variants running side by side never share a half-written artifact), on this process's share of
+    the cores (its face pass sizes its own workers from it)."""
     from convert.toolkit_log import toolkit_output_to
     from verify.run import run
 
     started = time.perf_counter()
     # variants run side by side: each one's console goes to its own log, not interleaved on the caller's
     with toolkit_output_to(unit.folder / "console.log"):
-        run_dir = run(unit.recipe, unit.overrides, reports_dir=unit.folder / "reports", workers=1,
+        run_dir = run(unit.recipe, unit.overrides, reports_dir=unit.folder / "reports",
                       models_dir=unit.folder / "models", calib_dir=unit.folder / "calib_data")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     figures = task_figures(metrics)
@@ -132,7 +133,7 @@ def sweep(recipe_arg: str, grid: dict[str, list[Any]] | None, reports_dir: Path,
         stopped_at = None
         for start in range(0, len(units), batch):
             chunk = units[start:start + batch]
-            for unit, outcome in zip(chunk, run_units(run_variant, chunk, workers, ray_address)):
+            for unit, outcome in zip(chunk, run_units(run_variant, chunk, workers, ray_address, isolated=True)):
                 row = {"variant": unit.name, "fields": unit.fields, "cost_order": units.index(unit) + 1}
                 rows.append(row | (outcome.result if outcome.result is not None else {"error": outcome.error}))
             if until_gates and any(r.get("passed") for r in rows):

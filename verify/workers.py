@@ -9,11 +9,12 @@ units run as Ray tasks (Ray schedules; this module only submits and collects).
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -32,14 +33,47 @@ class Outcome(Generic[Result]):
     exception: BaseException | None = None  # the unit's own exception, when it could cross the pipe
 
 
+CORES_VARIABLE = "RKVERIFY_CORES"  # set in a worker that shares the machine with others: its share
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")  # torch, numpy, the toolkit
+
+
+def available_cores() -> int:
+    """Cores this process may use: its share when a caller gave it one, else its CPU affinity."""
+    if os.environ.get(CORES_VARIABLE, "").isdigit():
+        return max(1, int(os.environ[CORES_VARIABLE]))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_workers() -> int:
     """One worker per core this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return available_cores()
 
 
 def threads_per_worker(workers: int) -> int:
     """Cores each worker's ONNX Runtime may use, so the workers together fill the machine once."""
-    return max(1, default_workers() // max(1, workers))
+    return max(1, available_cores() // max(1, workers))
+
+
+def share_of_cores(cores: int) -> dict[str, str]:
+    """The environment that gives a worker process `cores` cores: its own workers and thread pools
+    (ONNX Runtime, torch, BLAS) size themselves from it. Workers side by side that each took the
+    whole machine would oversubscribe it and lose the speed-up."""
+    return {CORES_VARIABLE: str(cores)} | {name: str(cores) for name in THREAD_VARIABLES}
+
+
+@contextlib.contextmanager
+def environment(variables: dict[str, str]) -> Iterator[None]:
+    """`variables` set in os.environ (what a spawned child inherits) for the block, then restored."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def shards(items: Sequence[Unit], count: int) -> list[list[Unit]]:
@@ -65,13 +99,14 @@ def _child(function: Callable[[Any], Any], unit: Any, conn: multiprocessing.conn
 
 
 def run_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers: int,
-              ray_address: str | None = None) -> list[Outcome[Result]]:
-    """`function(unit)` for every unit, outcomes in order: in this process for one worker, else one
-    spawned process per unit, `workers` at a time (or Ray tasks when `ray_address` is given; "local"
-    starts a Ray instance on this machine). `function` must be a module-level function."""
+              ray_address: str | None = None, isolated: bool = False) -> list[Outcome[Result]]:
+    """`function(unit)` for every unit, outcomes in order: one spawned process per unit, `workers`
+    at a time (or Ray tasks when `ray_address` is given; "local" starts a Ray instance on this
+    machine). A single worker runs the units in this process unless `isolated` (a unit that may
+    crash, or leaves state behind, e.g. a toolkit build). `function` must be a module-level function."""
     if ray_address is not None:
         return _run_on_ray(function, units, ray_address)
-    if workers <= 1 or len(units) <= 1:
+    if not isolated and (workers <= 1 or len(units) <= 1):
         outcomes: list[Outcome[Result]] = []
         for unit in units:
             try:
@@ -80,15 +115,17 @@ def run_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers
                 outcomes.append(Outcome(None, one_line(exc), exc))
         return outcomes
     context = multiprocessing.get_context("spawn")
+    share = share_of_cores(threads_per_worker(workers))
     results: dict[int, Outcome[Result]] = {}
     waiting = list(enumerate(units))
     running: dict[int, tuple[Any, multiprocessing.connection.Connection]] = {}
     while waiting or running:
-        while waiting and len(running) < workers:
+        while waiting and len(running) < max(1, workers):
             index, unit = waiting.pop(0)
             receive, send = context.Pipe(duplex=False)
             process = context.Process(target=_child, args=(function, unit, send), daemon=False)
-            process.start()
+            with environment(share):  # read by the child's thread pools before any of them starts
+                process.start()
             send.close()
             running[index] = (process, receive)
         multiprocessing.connection.wait([conn for _, conn in running.values()])
@@ -123,7 +160,7 @@ def _run_on_ray(function: Callable[[Unit], Result], units: Sequence[Unit], addre
     if not ray.is_initialized():
         # the workers import this project by module name: they need it on their path (on a
         # cluster, the project and the data at the same paths on every node)
-        runtime_env = {"env_vars": {"PYTHONPATH": str(PROJECT_ROOT)}}
+        runtime_env = {"env_vars": {"PYTHONPATH": str(PROJECT_ROOT)} | share_of_cores(1)}  # a task holds 1 CPU
         if address == "local":
             ray.init(num_cpus=default_workers(), include_dashboard=False, runtime_env=runtime_env,
                      _node_ip_address="127.0.0.1", log_to_driver=False)
