@@ -23,10 +23,10 @@ from convert.pipeline import convert_recipe  # noqa: E402
 from convert.preprocess import read_bgr  # noqa: E402
 from convert.recipe import PROJECT_ROOT, load_recipe  # noqa: E402
 from verify.cache import SHARED_CACHE_DIR, VectorCache  # noqa: E402
-from verify.evaluation import detector_of  # noqa: E402
 from verify.face_pass import FaceSettings, PassJob, run_job  # noqa: E402
 from verify.faces import choose  # noqa: E402
 from verify.recognition import choose_pairs, image_hashes, protocol_folds  # noqa: E402
+from verify.run_models import detector_of  # noqa: E402
 from verify.runners import OnnxSpec  # noqa: E402
 from verify.verification_metrics import squared_distance, verification_report  # noqa: E402
 

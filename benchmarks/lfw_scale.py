@@ -8,14 +8,17 @@ evaluated pair, float and quantized, with flip. Figures:
 - warm: an unchanged re-run recomputes nothing; its verification step time (target < 2 s);
 - analyses: the whole run with the recipe's analysis block on vs off (target <= 2x);
 - scaling (with --workers 1 N): the cold runs' speed-up over one worker, whole run and face pass,
-  and the ratio wall(N) / (wall(1) / N) the goal reads (<= 1.15).
+  and the ratio wall(N) / (wall(1) / N) the goal reads (<= 1.15). With --pin-cores a run of N
+  workers may use N cores only (CPU affinity, inherited by its workers): one worker alone would
+  otherwise spread ONNX Runtime over every core and the ratio would measure that, not the workers.
 
-    python benchmarks/lfw_scale.py [recipe] [--workers 1 2] [--skip-analyses]
+    python benchmarks/lfw_scale.py [recipe] [--workers 1 2] [--skip-analyses] [--pin-cores]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -34,18 +37,26 @@ VERIFY_STEP = "face verification, float vs quantized"
 NO_ANALYSES: dict[str, object] = {"analysis.sensitivity_layers": 0, "analysis.calibration_resamples": 0, "analysis.toolkit_proposal": False}
 
 
-def one_run(recipe: str, workers: int, overrides: dict[str, object], cold: bool, reports: Path) -> dict[str, Any]:
+def one_run(recipe: str, workers: int, overrides: dict[str, object], cold: bool, reports: Path,
+            pin_cores: bool) -> dict[str, Any]:
     if cold:
         shutil.rmtree(SHARED_CACHE_DIR, ignore_errors=True)
-    started = time.perf_counter()
-    run_dir = rkverify.run(recipe, overrides, reports_dir=reports, workers=workers)
-    wall = time.perf_counter() - started
+    allowed = os.sched_getaffinity(0)
+    if pin_cores:
+        os.sched_setaffinity(0, sorted(allowed)[:workers])
+    try:
+        started = time.perf_counter()
+        run_dir = rkverify.run(recipe, overrides, reports_dir=reports, workers=workers)
+        wall = time.perf_counter() - started
+    finally:
+        os.sched_setaffinity(0, allowed)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     v = metrics["verification"]
     face_pass = v["pass"]
     engine = sum(face_pass["engine_seconds"].values())
     figures = {
-        "workers": workers, "cold": cold, "analyses": not overrides, "wall_seconds": round(wall, 1),
+        "workers": workers, "cores": min(workers, len(allowed)) if pin_cores else len(allowed),
+        "cold": cold, "analyses": not overrides, "wall_seconds": round(wall, 1),
         "verification_step_seconds": metrics["timings_s"][VERIFY_STEP],
         "face_pass": face_pass,
         "pass_vs_engine_per_worker": round(face_pass["wall_seconds"] / (engine / workers), 3) if engine else None,
@@ -69,6 +80,7 @@ def main() -> int:
     parser.add_argument("recipe", nargs="?", default="arcface-mobilefacenet")
     parser.add_argument("--workers", type=int, nargs="+", default=[2])
     parser.add_argument("--skip-analyses", action="store_true")
+    parser.add_argument("--pin-cores", action="store_true", help="a run of N workers uses N cores only")
     args = parser.parse_args()
     out = PROJECT_ROOT / "reports" / "benchmarks" / f"lfw_scale-{args.recipe}.json"
     plan: list[tuple[int, dict[str, object], bool]] = [(workers, NO_ANALYSES, True) for workers in args.workers]
@@ -78,7 +90,7 @@ def main() -> int:
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rkverify-bench-") as scratch:
         for workers, overrides, cold in plan:
-            runs.append(one_run(args.recipe, workers, overrides, cold, Path(scratch)))
+            runs.append(one_run(args.recipe, workers, overrides, cold, Path(scratch), args.pin_cores))
             # written after every run: a long benchmark keeps what it measured
             write_json_atomic(out, {"recipe": args.recipe, "measured_at": utc_now(), "tools": tool_versions(),
                                     "runs": runs, "scaling": scaling(runs)})

@@ -273,6 +273,8 @@ class Sweep(Strict):
                                        "every combination is a variant")
     until_gates: bool = Field(False, description="run the cheapest variants first and stop at the first "
                               "that passes the gates")
+    base: dict[str, Any] = Field({}, description="overrides every variant shares, as --set (e.g. one LFW fold, "
+                                 "analyses off); the command line's --set lines add to them")
 
 
 class Recipe(Strict):

@@ -58,9 +58,9 @@ def test_face_pass_serial_and_two_workers_agree(tmp_path: Path) -> None:
     import rkverify
     from convert.pipeline import release
     from tests.conftest import CI_VERIFICATION
-    from verify.evaluation import active, detector_of, recognizer_models, rknn_runner
     from verify.recognition import FacePass, choose_pairs, verification_metrics
-    from verify.runners import OnnxRuntimeRunner
+    from verify.run_models import detector_of, recognizer_models, rknn_runner
+    from verify.runners import OnnxRuntimeRunner, active
 
     loaded, artifacts, detector = rkverify.convert_all("arcface-mobilefacenet", CI_VERIFICATION)
     recipe = loaded.recipe

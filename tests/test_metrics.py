@@ -178,7 +178,7 @@ def test_a_gate_on_an_unmeasured_figure_fails() -> None:
 def test_stage_attribution_names_the_stage_that_loses_most() -> None:
     """native -> ONNX -> fp16 -> int8 -> board: the board stage here loses the most and is named."""
     from convert.recipe import load_recipe
-    from verify.evaluation import stage_attribution
+    from verify.stages import stage_attribution
 
     rng = np.random.default_rng(0)
     recipe = load_recipe("arcface-mobilefacenet").recipe

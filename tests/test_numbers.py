@@ -6,10 +6,10 @@ import math
 import numpy as np
 
 from convert.recipe import Gates, load_recipe
-from verify.compare import agreement_per_input
-from verify.evaluation import stage_attribution, summarise_outputs
+from verify.compare import agreement_per_input, summarise_outputs
 from verify.gates import evaluate_gates
 from verify.report import format_number
+from verify.stages import stage_attribution
 
 
 def outputs(scale_live: float, dead: np.ndarray, rng: np.random.Generator) -> list[dict[str, np.ndarray]]:

@@ -34,6 +34,29 @@ def test_best_variant_prefers_the_task_figure_then_the_smaller_model() -> None:
     assert best["variant"] == "v02" and best["set_lines"] == ["--set a.b=2"] and "a:\n  b: 2" in best["recipe_block"]
 
 
+def test_a_board_adds_the_npu_time_plot_and_its_own_pareto_front(tmp_path: Path) -> None:
+    from verify.board_run import npu_time_ms
+    from verify.sweep_report import pareto, render_sweep
+
+    # eval_perf's total, wherever it sits in the dict; microseconds when the key says so
+    assert npu_time_ms({"layers": [], "summary": {"Total Operator Elapsed Time(us)": 4200}}) == 4.2
+    assert npu_time_ms({"total_time": 3.5}) == 3.5 and npu_time_ms("not a dict") is None
+    rows = [{"variant": f"v0{i}", "fields": {"x": i}, "passed": True, "headline": h, "rknn_bytes": b, "npu_ms": t,
+             "gates": [], "figures": {"match rate": h}, "build_seconds": 1.0, "wall_seconds": 2.0, "peak_memory_mb": 9,
+             "run_dir": "v"} for i, (h, b, t) in enumerate([(0.99, 9, 5.0), (0.98, 4, 6.0), (0.97, 5, 2.0)], 1)]
+    assert pareto(rows) == {"v01", "v02"} and pareto(rows, "npu_ms") == {"v01", "v03"}
+    summary = {"recipe": "r", "sweep_id": "s", "created_at": "now", "workers": 1, "engine": "local processes",
+               "until_gates": False, "stopped_at": None, "rows": rows, "best": best_variant(rows)}
+    (tmp_path / "sweep.json").write_text(json.dumps(summary))
+    html = render_sweep(tmp_path).read_text()
+    assert "NPU ms" in html and html.count("data:image/png") == 2
+    for row in rows:
+        row["npu_ms"] = None  # the simulator: no NPU time, one plot, and the page says why
+    (tmp_path / "sweep.json").write_text(json.dumps(summary))
+    html = render_sweep(tmp_path).read_text()
+    assert "NPU ms" not in html and html.count("data:image/png") == 1 and "No board configured" in html
+
+
 def figures(folder: Path) -> dict[str, dict]:
     rows = json.loads((folder / "sweep.json").read_text())["rows"]
     return {r["variant"]: r.get("figures") or r.get("error") for r in rows}

@@ -1,20 +1,18 @@
 """Calibration audit: what the calibration set holds (duplicates, near-duplicates, images smaller
-than the input) and, optionally, how much the figures move when the set is resampled."""
+than the input)."""
 from __future__ import annotations
 
-import random
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
-from convert.pipeline import Artifacts
 from convert.preprocess import read_bgr
 from convert.recipe import LoadedRecipe
-from convert.rknn_build import quantized_build
-from verify.sensitivity import Measure, measure_build, task_summary
+
+if TYPE_CHECKING:
+    from verify.run_state import RunState
 
 NEAR_DUPLICATE_BITS = 3  # of a 64-bit average hash: same scene, re-encoded or resized
 
@@ -55,22 +53,5 @@ def audit(loaded: LoadedRecipe, manifest: dict[str, Any]) -> dict[str, Any]:
             "upscaled": upscaled, "warnings": warnings}
 
 
-def resampled_stability(loaded: LoadedRecipe, artifacts: Artifacts, measure: Measure, resamples: int,
-                        full: dict[str, Any], log_file: Path) -> dict[str, Any]:
-    """Rebuild on `resamples` random halves of the calibration set (seeded) and measure each."""
-    names = artifacts.calibration_list.read_text().split()
-    rng = random.Random(0)
-    runs = []
-    for index in range(resamples):
-        subset = sorted(rng.sample(names, max(1, len(names) // 2)))
-        with tempfile.TemporaryDirectory(prefix="rkverify-resample-") as scratch:
-            listing = Path(scratch) / "dataset.txt"
-            listing.write_text("".join(f"{artifacts.calibration_list.parent / n}\n" for n in subset))
-            toolkit = quantized_build(loaded, artifacts.onnx, listing, log_file)
-            runs.append(task_summary(measure_build(loaded, toolkit, measure, f"resample-{index}-{'+'.join(subset)}",
-                                                   log_file)))
-    keys = list(runs[0]) if runs else []
-    return {"subset_size": max(1, len(names) // 2), "resamples": resamples, "runs": runs, "full": task_summary(full),
-            "spread": {k: {"mean": float(np.mean([r[k] for r in runs])), "std": float(np.std([r[k] for r in runs])),
-                           "min": float(np.min([r[k] for r in runs])), "max": float(np.max([r[k] for r in runs]))}
-                       for k in keys}}
+def step(state: RunState) -> None:
+    state.metrics["calibration"]["audit"] = audit(state.loaded, state.artifacts.calibration)

@@ -1,6 +1,8 @@
 """Comparators: two result dicts in, per-output agreement figures out. No engine knowledge."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 # guards against 0/0 only: a fixed 1e-12 swamped the norms of tiny outputs (an untrained
@@ -78,3 +80,15 @@ def input_sensitivity(float_outputs: list[dict[str, np.ndarray]]) -> dict[str, f
         pairs = [cosine(float_outputs[i][name], float_outputs[i + 1][name]) for i in range(len(float_outputs) - 1)]
         result[name] = float(np.mean(pairs)) if pairs else float("nan")
     return result
+
+
+def summarise_outputs(per_image: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:
+    summary: dict[str, dict[str, Any]] = {}
+    for name in per_image[0]:
+        values = {k: np.array([img[name][k] for img in per_image]) for k in per_image[0][name]}
+        summary[name] = {k: {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
+                         for k, v in values.items() if k != "nonfinite"}
+        summary[name]["nonfinite"] = int(values["nonfinite"].sum())
+        summary[name]["cos_norm_disagree"] = disagree(summary[name]["cosine"]["mean"], summary[name]["norm_ratio"]["mean"])
+        summary[name]["too_small"] = too_small(summary[name]["reference_rms"]["mean"])
+    return summary

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -12,6 +12,9 @@ import pandas as pd
 from convert.rknn_build import in_dir
 from convert.toolkit_log import ANSI, last_error, toolkit_output_to
 from verify.compare import cosine, disagree
+
+if TYPE_CHECKING:
+    from verify.run_state import RunState
 
 NUMBER = r"[-+\w.]+"
 # simulator columns; with a board (target=...) the toolkit adds runtime columns: entire
@@ -105,3 +108,28 @@ def run_accuracy_analysis(rknn: Any, pixel_sets: list[np.ndarray], keep_dir: Pat
         tables.append(parse_error_analysis(text))
     table = aggregate(tables)
     return table.merge(stats, on="layer", how="left") if stats is not None and len(stats) else table
+
+
+def step(state: RunState) -> None:
+    """accuracy_analysis on the first `evaluate.layer_analysis_images` inputs (on the board too when the
+    recipe targets one); the whole table goes to layers.csv and state.layers, a summary to the metrics."""
+    recipe = state.recipe
+    images = state.images[: recipe.evaluate.layer_analysis_images]
+    on_board = recipe.target.runtime == "board"
+    layers = run_accuracy_analysis(state.artifacts.built.rknn, [im.pixels for im in images],
+                                   state.run_dir / "accuracy_analysis", state.log_file,
+                                   target=recipe.target.platform if on_board else None,
+                                   device_id=recipe.target.device_id,
+                                   with_tensor_stats=recipe.analysis.layer_tensor_stats)
+    layers.to_csv(state.run_dir / "layers.csv", index=False)
+    # NaN where a layer had no dump to read: eq(True) leaves it unflagged
+    flagged = layers[layers["cos_norm_disagree"].eq(True)] if "cos_norm_disagree" in layers else layers.iloc[:0]
+    state.layers = layers
+    state.metrics["layers"] = {
+        "count": len(layers), "images": len(images),
+        "cos_norm_disagree": flagged.to_dict(orient="records"),
+        "tensor_stats": "cos_norm_disagree" in layers,
+        "worst_single_cos": float(layers["single_cos_worst"].min()),
+        "worst_entire_cos": float(layers["entire_cos_worst"].min()),
+        "worst_single_sim_cos": float(layers["single_sim_cos_worst"].min()) if on_board else None,
+        "worst10": layers.nsmallest(10, "single_cos_worst").to_dict(orient="records")}

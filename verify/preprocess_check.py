@@ -7,7 +7,7 @@ recognizers by d' between same-person and different-person embedding distances o
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from convert.preprocess import PreparedImage
 from convert.recipe import LoadedRecipe, Preprocess
 from verify import detection
 from verify.runners import OnnxRuntimeRunner
+
+if TYPE_CHECKING:
+    from verify.run_state import RunState
 
 # a recognizer / detector whose recipe settings trail the best alternative by more than this is flagged
 MARGIN = {"recognition": 0.10, "detection": 0.02}
@@ -73,3 +76,7 @@ def check_preprocessing(loaded: LoadedRecipe, onnx_path: Any, images: list[Prepa
     warning = (f"the float model does better with '{best}' ({key} {top:.3g}) than with the recipe's preprocessing "
                f"({own:.3g}): check preprocess.channel_order / mean / std" if worse else "")
     return {"metric": key, "results": results, "best": best, "warning": warning}
+
+
+def step(state: RunState) -> None:
+    state.metrics["preprocess_check"] = check_preprocessing(state.loaded, state.artifacts.onnx, state.images)

@@ -88,8 +88,8 @@ def with_aligned_calibration(loaded: LoadedRecipe, recipe: str, overrides: dict[
                              detector: tuple[LoadedRecipe, Artifacts], calib_dir: Path) -> LoadedRecipe:
     """The recipe with its calibration photos replaced by their aligned faces."""
     from verify.cache import SHARED_CACHE_DIR
-    from verify.evaluation import detector_of
     from verify.recognition import aligned_calibration
+    from verify.run_models import detector_of
 
     _, detector_artifacts = detector
     aligner = detector_of(detector, detector_artifacts.model_dir / "align.log")

@@ -14,8 +14,9 @@ from typing import Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
+from tqdm import tqdm
 
-from convert.preprocess import normalize
+from convert.preprocess import PreparedImage, normalize
 from convert.recipe import InputSpec, LoadedRecipe, Preprocess, Recipe
 from convert.toolkit_log import last_error, toolkit_output_to
 from verify.workers import available_cores
@@ -44,6 +45,8 @@ class OnnxRuntimeRunner:
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.intra_op_num_threads = available_cores()  # a worker process: its share of the cores
+        # idle pool threads must not spin: between two ONNX Runtime calls the simulator runs on the same cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
 
     def infer(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
@@ -151,3 +154,26 @@ class SimulatorSpec:
 
 
 RunnerSpec = OnnxSpec | SimulatorSpec
+
+
+def run_all(runner: Runner, images: list[PreparedImage]) -> tuple[list[dict[str, np.ndarray]], float]:
+    """Outputs per image and mean seconds per inference (engine time only); runner already active."""
+    outputs, seconds = [], []
+    for image in tqdm(images, desc=runner.name, unit="img", leave=False):
+        outputs.append(runner.infer(image.pixels))
+        seconds.append(runner.inference_time)
+    return outputs, float(np.mean(seconds))
+
+
+@contextlib.contextmanager
+def active(*runners: Runner | None) -> Iterator[None]:
+    started = []
+    try:
+        for runner in runners:
+            if runner is not None:
+                runner.activate()
+                started.append(runner)
+        yield
+    finally:
+        for runner in started:
+            runner.deactivate()

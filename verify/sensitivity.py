@@ -8,10 +8,9 @@ metrics (detection agreement, verification accuracy) until the goal's gates pass
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
@@ -23,22 +22,15 @@ from convert.recipe import Gates, LoadedRecipe
 from convert.rknn_build import Toolkit
 from verify.gates import GATE_METRICS, evaluate_gates
 from verify.runners import RknnRunner
+from verify.variants import Measure, WholeSet, fix_on_every_pair
+
+if TYPE_CHECKING:
+    from verify.run_state import RunState
 
 COMPUTE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}  # op names as accuracy_analysis prints them
 MIN_GAIN_DB = 0.05  # below this a candidate's effect is build-to-build noise, not a recovery
 # gates a rebuilt variant can be measured on without a new accuracy_analysis
 LAYER_GATES = {"min_worst_layer_cosine"}
-
-class Measure(Protocol):
-    """measure(runner, variant_key, scratch_dir) -> metrics with "outputs" (+ "detection"/"verification",
-    the latter on the recipe's fixed subset of pairs; `verification=False` skips it)."""
-
-    def __call__(self, runner: RknnRunner, variant: str, scratch: Path, verification: bool = True) -> dict[str, Any]: ...
-
-
-# whole_set(float_layers) -> verification figures of that hybrid variant on every pair (None: no dataset)
-WholeSet = Callable[[list[str]], dict[str, Any] | None]
-
 
 def worst_output_sqnr(metrics: dict[str, Any]) -> float:
     return min(o["sqnr_db"]["mean"] for o in metrics["outputs"].values())
@@ -199,3 +191,10 @@ def propose_fix(loaded: LoadedRecipe, artifacts: Artifacts, base: HybridBase, ra
         "rknn_bytes_after": variant["rknn_bytes"],
         "recipe_block": yaml.safe_dump({"quantization": {"hybrid": {"float_layers": chosen}}}, sort_keys=False),
     }
+
+
+def step(state: RunState) -> None:
+    assert state.layers is not None  # the per-layer step ran: the candidates come from its table
+    whole_set = fix_on_every_pair(state) if state.face_pass else None
+    state.metrics["sensitivity"] = analyse(state.loaded, state.artifacts, state.layers, state.metrics, state.measure,
+                                           state.log_file, whole_set)

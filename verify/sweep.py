@@ -86,7 +86,7 @@ def run_variant(unit: VariantUnit) -> dict[str, Any]:
             "figures": figures, "headline": headline(figures),
             "rknn_bytes": metrics["provenance"]["artifact_bytes"],
             "build_seconds": metrics["provenance"]["build_seconds"],
-            "npu_estimate_ms": (metrics.get("board") or {}).get("eval_perf"),
+            "npu_ms": (metrics.get("board") or {}).get("npu_ms"),  # the toolkit's estimate, with a board
             "wall_seconds": round(time.perf_counter() - started, 1),
             "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
@@ -119,6 +119,8 @@ def sweep(recipe_arg: str, grid: dict[str, list[Any]] | None, reports_dir: Path,
 
     loaded = load_recipe(recipe_arg, base)
     recipe = loaded.recipe
+    base = recipe.sweep.base | (base or {})
+    load_recipe(recipe_arg, base)  # a wrong field in the recipe's sweep.base is said once, not per variant
     grid = grid or recipe.sweep.grid
     if not grid:
         raise RkverifyError(loaded.path, "sweep.grid", "no grid to sweep",
@@ -127,7 +129,7 @@ def sweep(recipe_arg: str, grid: dict[str, list[Any]] | None, reports_dir: Path,
     ident = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{sha256_bytes(json.dumps(grid, default=str).encode())[:8]}"
     final = reports_dir / recipe.name / "sweeps" / ident
     with atomic_dir(final) as folder:
-        units, refused = plan(loaded, recipe_arg, grid, base or {}, folder, until_gates)
+        units, refused = plan(loaded, recipe_arg, grid, base, folder, until_gates)
         rows = list(refused)
         batch = max(1, workers) if until_gates else max(1, len(units))
         stopped_at = None
@@ -147,7 +149,7 @@ def sweep(recipe_arg: str, grid: dict[str, list[Any]] | None, reports_dir: Path,
                 row["run_dir"] = str(final / Path(str(row["run_dir"])).relative_to(folder))
         rows.sort(key=lambda r: r["variant"])
         summary = {"recipe": recipe.name, "sweep_id": ident, "created_at": utc_now(), "grid": grid,
-                   "base_overrides": base or {}, "until_gates": until_gates, "stopped_at": stopped_at,
+                   "base_overrides": base, "until_gates": until_gates, "stopped_at": stopped_at,
                    "workers": workers, "engine": f"ray ({ray_address})" if ray_address else "local processes",
                    "rows": rows, "best": best_variant(rows)}
         (folder / "sweep.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")

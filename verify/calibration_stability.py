@@ -1,0 +1,46 @@
+"""Calibration stability: how much the figures move when the model is rebuilt on random halves of
+its calibration set (a set too small or too uneven moves them a lot)."""
+from __future__ import annotations
+
+import random
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from convert.pipeline import Artifacts
+from convert.recipe import LoadedRecipe
+from convert.rknn_build import quantized_build
+from verify.sensitivity import measure_build, task_summary
+from verify.variants import Measure
+
+if TYPE_CHECKING:
+    from verify.run_state import RunState
+
+
+def resampled_stability(loaded: LoadedRecipe, artifacts: Artifacts, measure: Measure, resamples: int,
+                        full: dict[str, Any], log_file: Path) -> dict[str, Any]:
+    """Rebuild on `resamples` random halves of the calibration set (seeded) and measure each."""
+    names = artifacts.calibration_list.read_text().split()
+    rng = random.Random(0)
+    runs = []
+    for index in range(resamples):
+        subset = sorted(rng.sample(names, max(1, len(names) // 2)))
+        with tempfile.TemporaryDirectory(prefix="rkverify-resample-") as scratch:
+            listing = Path(scratch) / "dataset.txt"
+            listing.write_text("".join(f"{artifacts.calibration_list.parent / n}\n" for n in subset))
+            toolkit = quantized_build(loaded, artifacts.onnx, listing, log_file)
+            runs.append(task_summary(measure_build(loaded, toolkit, measure, f"resample-{index}-{'+'.join(subset)}",
+                                                   log_file)))
+    keys = list(runs[0]) if runs else []
+    return {"subset_size": max(1, len(names) // 2), "resamples": resamples, "runs": runs, "full": task_summary(full),
+            "spread": {k: {"mean": float(np.mean([r[k] for r in runs])), "std": float(np.std([r[k] for r in runs])),
+                           "min": float(np.min([r[k] for r in runs])), "max": float(np.max([r[k] for r in runs]))}
+                       for k in keys}}
+
+
+def step(state: RunState) -> None:
+    state.metrics["calibration"]["stability"] = resampled_stability(
+        state.loaded, state.artifacts, state.measure, state.recipe.analysis.calibration_resamples, state.metrics,
+        state.log_file)

@@ -1,0 +1,59 @@
+"""What the steps of one verification run share: the recipe and its artifacts, the live runners,
+the eval inputs and every engine's outputs on them, and the metrics being filled in."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from convert.pipeline import Artifacts
+    from convert.preprocess import PreparedImage
+    from convert.recipe import LoadedRecipe, Recipe
+    from verify.recognition import Detector, FacePass
+    from verify.runners import Runner
+    from verify.variants import Measure
+
+Outputs = list[dict[str, "np.ndarray"]]  # one engine's outputs, per eval input
+
+
+@dataclass
+class RunState:
+    loaded: LoadedRecipe
+    artifacts: Artifacts
+    detector: tuple[LoadedRecipe, Artifacts] | None  # the recipe and artifacts that align faces
+    run_dir: Path
+    workers: int
+    runners: dict[str, list[Runner]]  # role ("float", "quantized", "detector") -> runners, activated per step
+    aligner: Detector | None
+    metrics: dict[str, Any]
+    timings: dict[str, float]
+    images: list[PreparedImage] = field(default_factory=list)
+    # engine -> outputs per image: "native", "float", "float16", "quantized", "board"
+    outputs: dict[str, Outputs] = field(default_factory=dict)
+    native_name: str | None = None  # the source framework's runner, when it has one
+    face_pass: FacePass | None = None
+    layers: pd.DataFrame | None = None  # accuracy_analysis' whole table
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.loaded.recipe
+
+    @property
+    def log_file(self) -> Path:
+        return self.run_dir / "toolkit.log"
+
+    @property
+    def on_simulator(self) -> bool:
+        return self.recipe.target.runtime == "simulator"
+
+    @cached_property
+    def measure(self) -> Measure:
+        """How rebuilt variants (resamples, hybrid candidates) are measured, as the run itself is."""
+        from verify.variants import variant_measure
+
+        return variant_measure(self)
