@@ -31,6 +31,10 @@ def port_number(text: str) -> int:
     return int(text)
 
 
+RAY_HELP = ("run {units} as Ray tasks: on a cluster (ADDRESS, e.g. ray://head:10001; every node needs the project "
+            "and the data at the same paths) or on a Ray instance started on this machine (no ADDRESS)")
+
+
 def parse_grid(pairs: list[str]) -> dict[str, list[object]]:
     grid = {}
     for pair in pairs:
@@ -70,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where run folders go")
     run_cmd.add_argument("--workers", type=int, metavar="N",
                          help="worker processes for dataset-sized work (default: one per core)")
+    run_cmd.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help=RAY_HELP.format(
+        units="the face pass's image shards (--workers of them)"))
     render_cmd = sub.add_parser("render", help="re-render report.html of a run from its data")
     render_cmd.add_argument("run_dir", type=Path)
     view_cmd = sub.add_parser("view", help="open the canonical ONNX (or the .rknn) in Netron, on 127.0.0.1 only")
@@ -86,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                            help="cheapest variants first; stop at the first that passes the gates")
     sweep_cmd.add_argument("--workers", type=int, metavar="N", help="variants run at once (default: one per core)")
     sweep_cmd.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                           help="run the variants as Ray tasks: on a cluster (ADDRESS, e.g. ray://head:10001) or a "
-                           "Ray instance started on this machine (no ADDRESS)")
+                           help=RAY_HELP.format(units="the variants"))
     sweep_cmd.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where sweep folders go")
     args = parser.parse_args(argv)
     try:
@@ -125,7 +130,7 @@ def command(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     if args.target:
         overrides |= {"target.platform": args.target, "target.runtime": "board", "target.device_id": args.device_id}
-    run_dir = run(args.recipe, overrides, args.reports, args.workers)
+    run_dir = run(args.recipe, overrides, args.reports, args.workers, ray_address=args.ray)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for gate in metrics["gates"]:
         status = "pass" if gate["passed"] else "FAIL"

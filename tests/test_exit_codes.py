@@ -39,12 +39,14 @@ def console(stderr: str) -> list[str]:
     (["run", "retinaface", "--set", "quantization.calibration.images=[{dir: no/such/folder}]"],
      "[quantization.calibration.images.0.dir]: folder"),
     (["run", "convert/recipes"], "is a directory, not a recipe"),
+    (["sweep", "retinaface", "--grid", "quantization.method=channel,layer", "--set", "source.package=null", "--set",
+      "source.file=null", "--set", "source.literal=null", "--set", "source.path=models/none.onnx"], "[source.path]: model file"),
     (["render", "reports/no-such-recipe/no-such-run"], "run folder does not exist"),
 ])
 def test_bad_input_answers_at_once_before_heavy_imports(args: list[str], says: str, tmp_path: Path) -> None:
     started = time.perf_counter()
     result = rkverify(*args, "--reports", str(tmp_path / "reports"), python_flags=("-X", "importtime")) \
-        if args[0] == "run" else rkverify(*args, python_flags=("-X", "importtime"))
+        if args[0] in ("run", "sweep") else rkverify(*args, python_flags=("-X", "importtime"))
     seconds = time.perf_counter() - started
     assert result.code == 2
     lines = console(result.stderr)

@@ -52,9 +52,12 @@ def test_subset_is_seeded_and_lone_fold_gets_subfolds() -> None:
     assert len(np.unique(folds)) == 10 and np.bincount(folds).tolist() == [60] * 10
 
 
-def test_face_pass_serial_and_two_workers_agree(tmp_path: Path) -> None:
-    """Real detector + recognizer on 40 LFW pairs: in-process (live builds) and two spawned workers
-    (each rebuilding the quantized model) give the same embeddings, so figures never depend on N."""
+def test_face_pass_serial_two_workers_and_ray_agree(tmp_path: Path) -> None:
+    """Real detector + recognizer on 40 LFW pairs: in-process (live builds), two spawned workers and
+    two Ray tasks on a local Ray instance (each rebuilding the quantized model) give the same
+    embeddings, so figures never depend on where the shards ran."""
+    import ray
+
     import rkverify
     from convert.pipeline import release
     from tests.conftest import CI_VERIFICATION
@@ -72,16 +75,18 @@ def test_face_pass_serial_and_two_workers_agree(tmp_path: Path) -> None:
         subset = pair_subset(choose_pairs(recipe.evaluate.verification, loaded.path)[0], 40)
         figures = {}
         with active(float_runner, quant_runner, aligner.float.live):
-            for workers in (1, 2):
+            for name, workers, ray_address in ((1, 1, None), (2, 2, None), ("ray", 2, "local")):
                 face_pass = FacePass(loaded, recognizer_models(loaded, artifacts, float_runner, quant_runner),
-                                     aligner, tmp_path / f"cache{workers}", log, workers)
-                figures[workers], _ = verification_metrics(loaded, face_pass, tmp_path / f"run{workers}", subset)
+                                     aligner, tmp_path / f"cache{name}", log, workers, ray_address)
+                figures[name], _ = verification_metrics(loaded, face_pass, tmp_path / f"run{name}", subset)
     finally:
+        ray.shutdown()
         release(artifacts)
         release(detector[1])
-    assert figures[1]["pass"]["workers"] == 1 and figures[2]["pass"]["workers"] == 2
+    assert figures[1]["pass"]["workers"] == 1 and figures[2]["pass"]["workers"] == 2 and figures["ray"]["pass"]["ray"]
     assert figures[2]["pass"]["computed_images"] == figures[1]["pass"]["computed_images"] > 40
-    for key in ("float", "quantized"):
-        assert figures[1][key]["accuracy"] == figures[2][key]["accuracy"]
-    drift1, drift2 = figures[1]["embedding_drift"], figures[2]["embedding_drift"]
-    assert drift1["cosine_mean"] == drift2["cosine_mean"] and drift1["cosine_worst"] == drift2["cosine_worst"]
+    for other in (figures[2], figures["ray"]):
+        for key in ("float", "quantized"):
+            assert other[key]["accuracy"] == figures[1][key]["accuracy"]
+        drift1, drift = figures[1]["embedding_drift"], other["embedding_drift"]
+        assert drift["cosine_mean"] == drift1["cosine_mean"] and drift["cosine_worst"] == drift1["cosine_worst"]

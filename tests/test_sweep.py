@@ -98,3 +98,32 @@ def test_serial_and_ray_give_the_pool_figures(pool_sweep: Path, tmp_path: Path) 
         for variant, values in reference.items():
             assert other[variant] == pytest.approx(values, abs=1e-6)
     assert "ray" in json.loads((on_ray / "sweep.json").read_text())["engine"]
+
+
+def test_a_killed_variant_is_a_failed_row_and_the_others_complete(tmp_path: Path) -> None:
+    """A real sweep of two variants; one variant's worker process is SIGKILLed from outside while it
+    builds (as the OOM killer would): its row says so, the other variant's figures are there."""
+    import multiprocessing
+    import os
+    import signal
+    import threading
+    import time
+
+    from verify.sweep import sweep
+
+    done: dict[str, Path] = {}
+    thread = threading.Thread(target=lambda: done.update(folder=sweep(
+        "retinaface", {"quantization.calibration.size": [8, 16]}, tmp_path, workers=2, base=LEAN)))
+    thread.start()
+    deadline = time.monotonic() + 120
+    while len(multiprocessing.active_children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)  # well inside its imports and build
+    victim = multiprocessing.active_children()[0]
+    os.kill(victim.pid, signal.SIGKILL)
+    thread.join(timeout=600)
+    rows = json.loads((done["folder"] / "sweep.json").read_text())["rows"]
+    died = [r for r in rows if r.get("error") == "worker process died (exit code -9)"]
+    finished = [r for r in rows if "figures" in r]
+    assert len(died) == 1 and len(finished) == 1 and finished[0]["figures"]["match rate"] > 0.9
+    assert "worker process died" in (done["folder"] / "sweep.html").read_text()

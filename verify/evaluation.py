@@ -26,9 +26,10 @@ def run_id(loaded: LoadedRecipe) -> str:
 
 
 def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Path,
-                     detector: tuple[LoadedRecipe, Artifacts] | None = None, workers: int = 1) -> Path:
+                     detector: tuple[LoadedRecipe, Artifacts] | None = None, workers: int = 1,
+                     ray_address: str | None = None) -> Path:
     """Measure one recipe's artifacts; `detector` (recipe, artifacts) aligns faces for recognizers;
-    dataset-sized work runs on `workers` processes."""
+    dataset-sized work runs on `workers` processes (or as that many Ray tasks)."""
     recipe = loaded.recipe
     started = time.perf_counter()
     ident = run_id(loaded)
@@ -41,7 +42,7 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
             "float": [OnnxRuntimeRunner(artifacts.onnx, recipe.model_input, recipe.preprocess)],
             "quantized": [rknn_runner(artifacts.built, recipe, log_file)],
             "detector": [m.live for m in detector_models if m is not None and m.live is not None]}
-        state = RunState(loaded, artifacts, detector, run_dir, workers, runners, aligner,
+        state = RunState(loaded, artifacts, detector, run_dir, workers, ray_address, runners, aligner,
                          metrics=provenance(loaded, artifacts, ident), timings=dict(artifacts.timings))
         run_steps(state)
         metrics = state.metrics

@@ -112,12 +112,13 @@ def face_settings(cfg: Verification) -> FaceSettings:
 
 class FacePass:
     """Detections and embeddings of a set of images for one recipe's models, from the caches or
-    computed by `workers` processes (in this process, with the live runners, for one worker)."""
+    computed by `workers` processes (in this process, with the live runners, for one worker), or by
+    `workers` Ray tasks when `ray_address` is given."""
 
     def __init__(self, loaded: LoadedRecipe, recognizers: dict[str, Model], detector: Detector | None,
-                 cache_dir: Path, log_file: Path, workers: int) -> None:
+                 cache_dir: Path, log_file: Path, workers: int, ray_address: str | None = None) -> None:
         self.loaded, self.recognizers, self.cache_dir = loaded, recognizers, cache_dir
-        self.log_file, self.workers = log_file, workers
+        self.log_file, self.workers, self.ray_address = log_file, workers, ray_address
         cfg = loaded.recipe.evaluate.verification
         assert cfg is not None
         self.cfg, self.settings = cfg, face_settings(cfg)
@@ -148,6 +149,7 @@ class FacePass:
         started = time.perf_counter()
         in_process_only = any(m.spec is None for m in self.recognizers.values())
         workers = 1 if in_process_only else max(1, min(self.workers, len(todo)))
+        on_ray = self.ray_address is not None and not in_process_only
         if todo:
             job = PassJob(images=todo, recognizer=self.loaded.recipe,
                           detector=self.detector.recipe if self.detector else None, settings=self.settings,
@@ -157,14 +159,15 @@ class FacePass:
                           rows={s: {sha: c.entries[sha] for sha in hashes if sha in c.entries}
                                 for s, c in self.rows.items()},
                           embed=embed, log_file=self.log_file)
-            with step(f"faces: {len(todo)} of {len(images)} images to compute on {workers} worker(s)"):
-                if workers == 1:
+            where = f"{workers} Ray task(s)" if on_ray else f"{workers} worker(s)"
+            with step(f"faces: {len(todo)} of {len(images)} images to compute on {where}"):
+                if workers == 1 and not on_ray:
                     results = [run_job(job, self.live_runners())]
                 else:
                     jobs = [replace(job, images=shard,
                                     log_file=self.log_file.with_name(f"{self.log_file.stem}-worker{i}.log"))
                             for i, shard in enumerate(shards(todo, workers))]
-                    results = map_units(run_job, jobs, workers)
+                    results = map_units(run_job, jobs, workers, self.ray_address if on_ray else None)
             self.merge(results)
         else:
             results = []
@@ -172,13 +175,13 @@ class FacePass:
         for result in results:
             for name, seconds in result.engine_seconds.items():
                 engine[name] = engine.get(name, 0.0) + seconds
-        return {"workers": workers, "images": len(images), "computed_images": len(todo),
+        return {"workers": workers, "ray": on_ray, "images": len(images), "computed_images": len(todo),
                 "wall_seconds": round(time.perf_counter() - started, 3), "engine_seconds": engine}
 
     def with_quantized(self, model: Model) -> FacePass:
         """The same pass with another quantized model (a variant), sharing the float side's caches."""
         return FacePass(self.loaded, {"float": self.recognizers["float"], "quantized": model}, self.detector,
-                        self.cache_dir, self.log_file, self.workers)
+                        self.cache_dir, self.log_file, self.workers, self.ray_address)
 
     def live_runners(self) -> dict[str, Runner]:
         models = {f"recognizer:{n}": m for n, m in self.recognizers.items()}

@@ -67,17 +67,18 @@ def detector_overrides(loaded: LoadedRecipe, detector: LoadedRecipe) -> dict[str
 
 
 def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Path = REPORTS_DIR,
-        workers: int | None = None, models_dir: Path = MODELS_DIR, calib_dir: Path = CALIB_DIR) -> Path:
+        workers: int | None = None, models_dir: Path = MODELS_DIR, calib_dir: Path = CALIB_DIR,
+        ray_address: str | None = None) -> Path:
     """Convert and verify one recipe; return the run directory. Dataset-sized work runs on
-    `workers` processes (default: one per core); artifacts go to `models_dir` (a sweep gives each
-    variant its own, and its own calibration folder)."""
+    `workers` processes (default: one per core), or as that many Ray tasks with `ray_address`;
+    artifacts go to `models_dir` (a sweep gives each variant its own, and its own calibration folder)."""
     loaded, artifacts, detector = convert_all(recipe, overrides, models_dir, calib_dir)
     from convert.pipeline import release
     from verify.evaluation import verify_artifacts
     from verify.workers import default_workers
 
     try:
-        return verify_artifacts(loaded, artifacts, reports_dir, detector, workers or default_workers())
+        return verify_artifacts(loaded, artifacts, reports_dir, detector, workers or default_workers(), ray_address)
     finally:
         release(artifacts)
         if detector is not None:

@@ -28,6 +28,7 @@ class RunState:
     detector: tuple[LoadedRecipe, Artifacts] | None  # the recipe and artifacts that align faces
     run_dir: Path
     workers: int
+    ray_address: str | None  # dataset-sized work as Ray tasks ("local": a Ray instance on this machine)
     runners: dict[str, list[Runner]]  # role ("float", "quantized", "detector") -> runners, activated per step
     aligner: Detector | None
     metrics: dict[str, Any]

@@ -48,7 +48,7 @@ def verify_faces(state: RunState) -> None:
     figures; the eval inputs of the later steps are the first aligned faces."""
     face_pass = FacePass(state.loaded, recognizer_models(state.loaded, state.artifacts, *(
         state.runners[side][0] for side in ("float", "quantized"))), state.aligner, SHARED_CACHE_DIR, state.log_file,
-                         state.workers)
+                         state.workers, state.ray_address)
     state.metrics["verification"], state.images = verification_metrics(
         state.loaded, face_pass, state.run_dir, faces_for_drift=state.recipe.evaluate.count,
         calibration=state.artifacts.calibration)

@@ -19,6 +19,7 @@ import yaml
 
 from convert.artifacts import atomic_dir, sha256_bytes, utc_now
 from convert.errors import RkverifyError
+from convert.preflight import check_paths
 from convert.recipe import LoadedRecipe, Recipe, load_recipe
 from verify.workers import run_units
 
@@ -115,12 +116,11 @@ def sweep(recipe_arg: str, grid: dict[str, list[Any]] | None, reports_dir: Path,
           until_gates: bool | None = None, ray_address: str | None = None,
           base: dict[str, Any] | None = None) -> Path:
     """Run the sweep; return its folder reports/<recipe>/sweeps/<sweep-id>/ (sweep.json, sweep.html)."""
-    from verify.sweep_report import render_sweep
-
     loaded = load_recipe(recipe_arg, base)
     recipe = loaded.recipe
     base = recipe.sweep.base | (base or {})
-    load_recipe(recipe_arg, base)  # a wrong field in the recipe's sweep.base is said once, not per variant
+    # bad input every variant shares (a wrong field in sweep.base, a missing source) is said once, before any work
+    check_paths(load_recipe(recipe_arg, base))
     grid = grid or recipe.sweep.grid
     if not grid:
         raise RkverifyError(loaded.path, "sweep.grid", "no grid to sweep",
@@ -153,6 +153,8 @@ def sweep(recipe_arg: str, grid: dict[str, list[Any]] | None, reports_dir: Path,
                    "workers": workers, "engine": f"ray ({ray_address})" if ray_address else "local processes",
                    "rows": rows, "best": best_variant(rows)}
         (folder / "sweep.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        from verify.sweep_report import render_sweep  # matplotlib and OpenCV: after every check
+
         render_sweep(folder)
     return final
 

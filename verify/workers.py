@@ -143,9 +143,10 @@ def run_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers
     return [results[i] for i in range(len(units))]
 
 
-def map_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers: int) -> list[Result]:
+def map_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers: int,
+              ray_address: str | None = None) -> list[Result]:
     """As `run_units`, for work that is all or nothing: the first failure is raised."""
-    outcomes = run_units(function, units, workers)
+    outcomes = run_units(function, units, workers, ray_address)
     failed = [o for o in outcomes if o.error is not None]
     if failed:
         if failed[0].exception is not None:
