@@ -26,12 +26,18 @@ def test_grid_and_cost_order() -> None:
         "retinaface", {"quantization.dtype": "float16"}).recipe)
 
 
-def test_best_variant_prefers_the_task_figure_then_the_smaller_model() -> None:
-    rows = [{"variant": "v01", "fields": {"a.b": 1}, "passed": True, "headline": 0.9, "rknn_bytes": 10},
-            {"variant": "v02", "fields": {"a.b": 2}, "passed": True, "headline": 0.9, "rknn_bytes": 5},
-            {"variant": "v03", "fields": {"a.b": 3}, "passed": False, "headline": 0.99, "rknn_bytes": 1}]
+def test_best_variant_prefers_the_task_figure_then_closeness_then_the_smaller_model() -> None:
+    def row(name: str, value: int, passed: bool, accuracy: float, cosine: float, size: int) -> dict:
+        return {"variant": name, "fields": {"a.b": value}, "passed": passed, "headline": accuracy, "rknn_bytes": size,
+                "figures": {"accuracy": accuracy, "embedding cosine": cosine, "cosine out": cosine}}
+
+    rows = [row("v01", 1, True, 0.9, 0.99, 10), row("v02", 2, True, 0.9, 0.99, 5), row("v03", 3, False, 0.99, 1.0, 1)]
     best = best_variant(rows)
     assert best["variant"] == "v02" and best["set_lines"] == ["--set a.b=2"] and "a:\n  b: 2" in best["recipe_block"]
+    rows.append(row("v04", 4, True, 0.9, 0.995, 50))  # same accuracy, closer to float: worth the size
+    assert best_variant(rows)["variant"] == "v04"
+    rows.append(row("v05", 5, True, 0.91, 0.95, 50))  # the task figure comes first
+    assert best_variant(rows)["variant"] == "v05"
 
 
 def test_a_board_adds_the_npu_time_plot_and_its_own_pareto_front(tmp_path: Path) -> None:
