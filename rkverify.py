@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from convert.errors import RkverifyError
-from convert.faults import GATE_FAILED, PASSED, report_failure
+from convert.faults import BAD_INPUT, FAILED, GATE_FAILED, PASSED, report_failure
 from verify.run import REPORTS_DIR, convert_all, run  # noqa: F401  (the library's API, used by tests)
 from verify.samples import few_lines
 
@@ -59,6 +59,11 @@ def run_sweep(args: argparse.Namespace) -> int:
     best = summary["best"]
     print(f"best: {best['variant']} {' '.join(best['set_lines'])}" if best else "best: none passes the gates")
     print(f"sweep: {folder / 'sweep.html'}")
+    if not any("passed" in row for row in summary["rows"]):  # nothing measured: no gate could fail
+        refused = all(row.get("refused") for row in summary["rows"])  # bad input, every one
+        print(f"rkverify: {'error' if refused else 'failed'}: no variant could be measured (the rows above say why)",
+              file=sys.stderr)
+        return BAD_INPUT if refused else FAILED
     return PASSED if best else GATE_FAILED
 
 

@@ -56,6 +56,17 @@ def test_bad_input_answers_at_once_before_heavy_imports(args: list[str], says: s
     assert not (tmp_path / "reports").exists()
 
 
+def test_a_sweep_whose_every_variant_is_refused_is_bad_input(tmp_path: Path) -> None:
+    """w16a16i_dfp on a PRelu graph crashes the toolkit on rk3588, so the recipe check refuses it: a
+    sweep of only such variants measured nothing, and says so with exit 2, not 'a gate failed'."""
+    result = rkverify("sweep", "arcface-mobilefacenet", "--grid", "quantization.dtype=w16a16i_dfp",
+                      "--grid", "quantization.algorithm=normal,mmse", "--reports", str(tmp_path))
+    assert result.code == 2, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("v0")]
+    assert len(rows) == 2 and all("crashes building w16a16i_dfp" in row for row in rows)
+    assert result.stderr.strip() == "rkverify: error: no variant could be measured (the rows above say why)"
+
+
 def test_anchor_count_matches_the_decoder() -> None:
     cfg = DetectionEval()
     assert cfg.anchor_count(48, 48) == len(priors(cfg, 48, 48)) == 98

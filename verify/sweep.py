@@ -112,7 +112,7 @@ def plan(loaded: LoadedRecipe, recipe_arg: str, grid: dict[str, list[Any]], base
         try:
             variant = load_recipe(recipe_arg, overrides).recipe
         except RkverifyError as exc:  # e.g. a dtype the target refuses: a row, not a crashed sweep
-            refused.append({"variant": name, "fields": fields, "error": str(exc)})
+            refused.append({"variant": name, "fields": fields, "error": str(exc), "refused": True})
             continue
         costs[name] = cost(variant)
         units.append(VariantUnit(recipe_arg, name, fields, overrides, folder / "variants" / name))
@@ -146,7 +146,11 @@ def sweep(recipe_arg: str, grid: dict[str, list[Any]] | None, reports_dir: Path,
             chunk = units[start:start + batch]
             for unit, outcome in zip(chunk, run_units(run_variant, chunk, workers, ray_address, isolated=True)):
                 row = {"variant": unit.name, "fields": unit.fields, "cost_order": units.index(unit) + 1}
-                rows.append(row | (outcome.result if outcome.result is not None else {"error": outcome.error}))
+                if outcome.result is not None:
+                    rows.append(row | outcome.result)
+                else:  # bad input found in the worker (e.g. a graph the toolkit cannot build this way) is a refusal
+                    rows.append(row | {"error": outcome.error,
+                                       "refused": isinstance(outcome.exception, RkverifyError)})
             if until_gates and any(r.get("passed") for r in rows):
                 stopped_at = chunk[-1].name
                 rows += [{"variant": u.name, "fields": u.fields, "cost_order": units.index(u) + 1,

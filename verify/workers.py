@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from convert.errors import RkverifyError
 from convert.recipe import PROJECT_ROOT
 
 Unit = TypeVar("Unit")
@@ -89,7 +90,8 @@ def _child(function: Callable[[Any], Any], unit: Any, conn: multiprocessing.conn
     try:
         conn.send(Outcome(function(unit)))
     except BaseException as exc:  # the parent gets the reason as data; the trace goes to stderr
-        traceback.print_exc()
+        if not isinstance(exc, RkverifyError):  # bad input says all in its one line
+            traceback.print_exc()
         try:
             conn.send(Outcome(None, one_line(exc), exc))
         except Exception:  # an exception that does not pickle: its line still does
