@@ -42,7 +42,7 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
             "float": [OnnxRuntimeRunner(artifacts.onnx, recipe.model_input, recipe.preprocess)],
             "quantized": [rknn_runner(artifacts.built, recipe, log_file)],
             "detector": [m.live for m in detector_models if m is not None and m.live is not None]}
-        state = RunState(loaded, artifacts, detector, run_dir, workers, ray_address, runners, aligner,
+        state = RunState(loaded, artifacts, run_dir, workers, ray_address, runners, aligner,
                          metrics=provenance(loaded, artifacts, ident), timings=dict(artifacts.timings))
         run_steps(state)
         metrics = state.metrics

@@ -25,7 +25,6 @@ Outputs = list[dict[str, "np.ndarray"]]  # one engine's outputs, per eval input
 class RunState:
     loaded: LoadedRecipe
     artifacts: Artifacts
-    detector: tuple[LoadedRecipe, Artifacts] | None  # the recipe and artifacts that align faces
     run_dir: Path
     workers: int
     ray_address: str | None  # dataset-sized work as Ray tasks ("local": a Ray instance on this machine)
