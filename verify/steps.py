@@ -29,9 +29,9 @@ from verify.cache import SHARED_CACHE_DIR
 from verify.compare import agreement_per_input, input_sensitivity, summarise_outputs
 from verify.gates import evaluate_gates, gate_dicts
 from verify.recognition import FacePass, verification_metrics
-from verify.run_models import recognizer_models
+from verify.run_models import recognizer_models, rknn_runner
 from verify.run_state import RunState
-from verify.runners import RknnRunner, active, run_all
+from verify.runners import active, run_all
 from verify.samples import sample_sizes
 
 
@@ -46,9 +46,9 @@ class Step:
 def verify_faces(state: RunState) -> None:
     """The face pass over every image of the evaluated pairs (in the workers), then the pairs'
     figures; the eval inputs of the later steps are the first aligned faces."""
-    face_pass = FacePass(state.loaded, recognizer_models(state.loaded, state.artifacts, *(
-        state.runners[side][0] for side in ("float", "quantized"))), state.aligner, SHARED_CACHE_DIR, state.log_file,
-                         state.workers, state.ray_address)
+    models = recognizer_models(state.loaded, state.artifacts, state.runners["float"][0], state.runners["quantized"][0])
+    face_pass = FacePass(state.loaded, models, state.aligner, SHARED_CACHE_DIR, state.log_file, state.workers,
+                         state.ray_address)
     state.metrics["verification"], state.images = verification_metrics(
         state.loaded, face_pass, state.run_dir, faces_for_drift=state.recipe.evaluate.count,
         calibration=state.artifacts.calibration)
@@ -74,8 +74,7 @@ def engine_outputs(engine: str, speed_key: str | None = None) -> Callable[[RunSt
 
 def float16_outputs(state: RunState) -> None:
     assert state.artifacts.fp16 is not None
-    fp16 = state.artifacts.fp16
-    runner = RknnRunner(lambda: fp16.rknn, state.recipe.outputs, state.recipe.model_input.layout, state.log_file)
+    runner = rknn_runner(state.artifacts.fp16, state.recipe, state.log_file)
     with active(runner):
         state.outputs["float16"], _ = run_all(runner, state.images)
 

@@ -20,7 +20,7 @@ import yaml
 from convert.artifacts import atomic_dir, sha256_bytes, utc_now
 from convert.errors import RkverifyError
 from convert.preflight import check_paths
-from convert.recipe import LoadedRecipe, Recipe, load_recipe
+from convert.recipe import Recipe, load_recipe
 from verify.workers import run_units
 
 DTYPE_COST = {"w4a16": 0, "w8a8": 1, "w16a16i_dfp": 3, "float16": 4}  # hybrid w8a8 counts 2
@@ -101,7 +101,7 @@ def run_variant(unit: VariantUnit) -> dict[str, Any]:
             "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
-def plan(loaded: LoadedRecipe, recipe_arg: str, grid: dict[str, list[Any]], base: dict[str, Any], folder: Path,
+def plan(recipe_arg: str, grid: dict[str, list[Any]], base: dict[str, Any], folder: Path,
          until_gates: bool) -> tuple[list[VariantUnit], list[dict[str, Any]]]:
     """Units to run (cheapest first for until_gates) and rows of variants the recipe check refuses."""
     units, refused = [], []
@@ -125,11 +125,11 @@ def sweep(recipe_arg: str, grid: dict[str, list[Any]] | None, reports_dir: Path,
           until_gates: bool | None = None, ray_address: str | None = None,
           base: dict[str, Any] | None = None) -> Path:
     """Run the sweep; return its folder reports/<recipe>/sweeps/<sweep-id>/ (sweep.json, sweep.html)."""
+    base = load_recipe(recipe_arg, base).recipe.sweep.base | (base or {})
     loaded = load_recipe(recipe_arg, base)
     recipe = loaded.recipe
-    base = recipe.sweep.base | (base or {})
     # bad input every variant shares (a wrong field in sweep.base, a missing source) is said once, before any work
-    check_paths(load_recipe(recipe_arg, base))
+    check_paths(loaded)
     grid = grid or recipe.sweep.grid
     if not grid:
         raise RkverifyError(loaded.path, "sweep.grid", "no grid to sweep",
@@ -138,7 +138,7 @@ def sweep(recipe_arg: str, grid: dict[str, list[Any]] | None, reports_dir: Path,
     ident = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{sha256_bytes(json.dumps(grid, default=str).encode())[:8]}"
     final = reports_dir / recipe.name / "sweeps" / ident
     with atomic_dir(final) as folder:
-        units, refused = plan(loaded, recipe_arg, grid, base, folder, until_gates)
+        units, refused = plan(recipe_arg, grid, base, folder, until_gates)
         rows = list(refused)
         batch = max(1, workers) if until_gates else max(1, len(units))
         stopped_at = None

@@ -9,14 +9,14 @@ units run as Ray tasks (Ray schedules; this module only submits and collects).
 """
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+from unittest.mock import patch
 
 from convert.errors import RkverifyError
 from convert.recipe import PROJECT_ROOT
@@ -60,21 +60,6 @@ def share_of_cores(cores: int) -> dict[str, str]:
     (ONNX Runtime, torch, BLAS) size themselves from it. Workers side by side that each took the
     whole machine would oversubscribe it and lose the speed-up."""
     return {CORES_VARIABLE: str(cores)} | {name: str(cores) for name in THREAD_VARIABLES}
-
-
-@contextlib.contextmanager
-def environment(variables: dict[str, str]) -> Iterator[None]:
-    """`variables` set in os.environ (what a spawned child inherits) for the block, then restored."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def shards(items: Sequence[Unit], count: int) -> list[list[Unit]]:
@@ -126,7 +111,8 @@ def run_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers
             index, unit = waiting.pop(0)
             receive, send = context.Pipe(duplex=False)
             process = context.Process(target=_child, args=(function, unit, send), daemon=False)
-            with environment(share):  # read by the child's thread pools before any of them starts
+            # the child inherits os.environ as it is at start(); patch.dict restores the caller's after
+            with patch.dict(os.environ, share):
                 process.start()
             send.close()
             running[index] = (process, receive)
