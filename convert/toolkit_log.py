@@ -5,7 +5,9 @@ import contextlib
 import ctypes
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +23,32 @@ def _flush_all() -> None:
 
 
 @contextlib.contextmanager
+def interrupts_kept() -> Iterator[None]:
+    """rknn-toolkit2 catches what its calls raise, Ctrl-C's KeyboardInterrupt included, and can carry
+    on (a build interrupted this way once ran to the end and exited 0): a SIGINT seen during the block
+    is raised again when the block ends."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers: main thread only
+        yield
+        return
+    seen: list[int] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+    if seen:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
 def toolkit_output_to(log_file: Path) -> Iterator[None]:
-    """Redirect fds 1 and 2 (the toolkit's C++ and Python logs both use them) to `log_file`."""
+    """Redirect fds 1 and 2 (the toolkit's C++ and Python logs both use them) to `log_file`, keeping
+    a Ctrl-C the toolkit would swallow."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     _flush_all()
     saved = os.dup(1), os.dup(2)
@@ -30,7 +56,8 @@ def toolkit_output_to(log_file: Path) -> Iterator[None]:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         try:
-            yield
+            with interrupts_kept():
+                yield
         finally:
             _flush_all()
             os.dup2(saved[0], 1)
