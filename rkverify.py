@@ -10,7 +10,8 @@ import yaml
 
 from convert.errors import RkverifyError
 from convert.faults import BAD_INPUT, FAILED, GATE_FAILED, PASSED, report_failure
-from verify.run import REPORTS_DIR, convert_all, run  # noqa: F401  (the library's API, used by tests)
+from convert.recipe import REPORTS_DIR
+from verify.run import convert_all, run  # noqa: F401  (the library's API, used by tests)
 from verify.samples import few_lines
 
 
@@ -136,15 +137,17 @@ def command(args: argparse.Namespace) -> int:
     if args.target:
         overrides |= {"target.platform": args.target, "target.runtime": "board", "target.device_id": args.device_id}
     run_dir = run(args.recipe, overrides, args.reports, args.workers, ray_address=args.ray)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    for gate in metrics["gates"]:
-        status = "pass" if gate["passed"] else "FAIL"
-        op = "<=" if gate["gate"].startswith("max_") else ">="
-        print(f"gate {gate['gate']}: {gate['value']:.4f} ({op} {gate['threshold']}) {status}")
-    for line in few_lines(metrics):
+    from verify.results import RunResults
+
+    results = RunResults.read(run_dir)
+    for gate in results.gates:
+        status = "pass" if gate.passed else "FAIL"
+        op = "<=" if gate.gate.startswith("max_") else ">="
+        print(f"gate {gate.gate}: {gate.value:.4f} ({op} {gate.threshold}) {status}")
+    for line in few_lines(results.metrics):
         print(f"warning: {line}")
     print(f"report: {run_dir / 'report.html'}")
-    return PASSED if metrics["passed"] else GATE_FAILED
+    return PASSED if results.passed else GATE_FAILED
 
 
 if __name__ == "__main__":

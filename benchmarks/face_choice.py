@@ -21,10 +21,11 @@ import numpy as np  # noqa: E402
 from convert.artifacts import tool_versions, utc_now, write_json_atomic  # noqa: E402
 from convert.pipeline import convert_recipe  # noqa: E402
 from convert.preprocess import read_bgr  # noqa: E402
-from convert.recipe import PROJECT_ROOT, load_recipe  # noqa: E402
+from convert.recipe import PROJECT_ROOT  # noqa: E402
 from verify.cache import SHARED_CACHE_DIR, VectorCache  # noqa: E402
 from verify.face_pass import FaceSettings, PassJob, run_job  # noqa: E402
 from verify.faces import choose  # noqa: E402
+from verify.recipes import load  # noqa: E402
 from verify.recognition import choose_pairs, image_hashes, protocol_folds  # noqa: E402
 from verify.run_models import detector_of  # noqa: E402
 from verify.runners import OnnxSpec  # noqa: E402
@@ -37,12 +38,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("recipe", nargs="?", default="arcface-mobilefacenet")
     args = parser.parse_args()
-    loaded = load_recipe(args.recipe)
+    loaded = load(args.recipe)
     recipe = loaded.recipe
     cfg = recipe.evaluate.verification
     assert cfg is not None and cfg.faces == "align", "a recipe that aligns faces with a detector"
     artifacts = convert_recipe(loaded, float_only=True)
-    detector_loaded = load_recipe(cfg.detector)
+    detector_loaded = load(cfg.detector)
     detector = detector_of((detector_loaded, convert_recipe(detector_loaded, float_only=True)), Path("/dev/null"))
     assert detector is not None
     pairs, dataset, _ = choose_pairs(cfg, loaded.path)

@@ -1,8 +1,7 @@
 """Source ONNX -> canonical float ONNX: check names, cut at the recipe's outputs, fix shapes, simplify."""
 from __future__ import annotations
 
-import difflib
-import math
+from collections.abc import Callable
 from pathlib import Path
 
 import onnx
@@ -11,6 +10,7 @@ import onnxsim
 
 from convert.artifacts import atomic_path
 from convert.errors import RkverifyError
+from convert.graph_names import GraphNames, check_names
 from convert.recipe import InputSpec, LoadedRecipe
 
 
@@ -22,24 +22,11 @@ def tensor_names(model: onnx.ModelProto) -> list[str]:
     return names
 
 
-def closest(name: str, candidates: list[str], n: int = 5) -> list[str]:
-    ranked = difflib.get_close_matches(name, candidates, n=n, cutoff=0.0)
-    return ranked or candidates[:n]
-
-
-def check_names(model: onnx.ModelProto, loaded: LoadedRecipe) -> None:
-    recipe = loaded.recipe
+def check_onnx_names(model: onnx.ModelProto, loaded: LoadedRecipe) -> None:
     initializers = {i.name for i in model.graph.initializer}
-    graph_inputs = [i.name for i in model.graph.input if i.name not in initializers]
-    spec = recipe.model_input
-    if spec.name not in graph_inputs:
-        raise RkverifyError(loaded.path, "inputs.0.name", f"no input named '{spec.name}' in the model",
-                            f"use one of: {', '.join(closest(spec.name, graph_inputs))}")
-    every = tensor_names(model)
-    for index, name in enumerate(recipe.outputs):
-        if name not in every:
-            raise RkverifyError(loaded.path, f"outputs.{index}", f"no tensor named '{name}' in the model",
-                                f"closest real names: {', '.join(closest(name, every))}")
+    inputs: dict[str, list[int] | None] = {i.name: None for i in model.graph.input if i.name not in initializers}
+    check_names(GraphNames(inputs, tensor_names(model), "the model", input_noun="input named"), loaded,
+                loaded.recipe.model_input)
 
 
 ONNX_FRAMEWORKS = ("onnx", "pytorch-onnx")  # used as they are; frontends' ONNX takes NCHW already
@@ -117,27 +104,11 @@ def nchw_input(model: onnx.ModelProto, spec: InputSpec) -> onnx.ModelProto:
     return model
 
 
-def check_detection_outputs(model: onnx.ModelProto, loaded: LoadedRecipe) -> None:
-    """task: detection decodes one prediction per anchor: a model whose outputs do not fit the recipe's
-    anchor layout is refused here, before the build, not with a crash after it."""
-    recipe = loaded.recipe
-    if recipe.evaluate.task != "detection" or recipe.evaluate.detection.decoder != "pytorch":
-        return  # the insightface layout's per-stride maps are checked by its decoder
-    first = next(o for o in model.graph.output if o.name == recipe.outputs[0])
-    dims = [d.dim_value if d.HasField("dim_value") else 0 for d in first.type.tensor_type.shape.dim]
-    if not dims or 0 in dims:
-        return  # shape unknown here: the decoder checks it on the outputs
-    predictions = math.prod(dims) // dims[-1]
-    height, width = recipe.model_input.height_width
-    anchors = recipe.evaluate.detection.anchor_count(height, width)
-    if predictions != anchors:
-        raise RkverifyError(loaded.path, "evaluate.detection", f"output '{first.name}' {dims} gives {predictions} "
-                            f"predictions, the anchor layout (steps {recipe.evaluate.detection.steps}, min_sizes at "
-                            f"{height}x{width}) gives {anchors} anchors", "set evaluate.detection.steps / min_sizes "
-                            "to the model's (RetinaFace-style decoding), or use evaluate.task: drift")
+# the recipe's task checks the canonical graph before any build (e.g. a detector's anchor layout)
+GraphCheck = Callable[[onnx.ModelProto, LoadedRecipe], None]
 
 
-def prepare_onnx(source: Path, loaded: LoadedRecipe, out_path: Path) -> Path:
+def prepare_onnx(source: Path, loaded: LoadedRecipe, out_path: Path, check_graph: GraphCheck | None = None) -> Path:
     """Write the canonical float graph to `out_path` (atomically) and return it."""
     recipe = loaded.recipe
     try:
@@ -145,7 +116,7 @@ def prepare_onnx(source: Path, loaded: LoadedRecipe, out_path: Path) -> Path:
     except Exception as exc:  # protobuf raises DecodeError and friends
         raise RkverifyError(source, "source", f"not a readable ONNX model ({exc})", "check the source file") from None
     refuse_quantized(model, loaded)
-    check_names(model, loaded)
+    check_onnx_names(model, loaded)
     # exporters stamp the IR version of the onnx package they ran with (11 for onnx 1.18), which
     # ONNX Runtime 1.20 refuses; the lowest IR version the opsets need is equally valid
     model.ir_version = min(model.ir_version, onnx.helper.find_min_ir_version_for(list(model.opset_import)))
@@ -162,7 +133,8 @@ def prepare_onnx(source: Path, loaded: LoadedRecipe, out_path: Path) -> Path:
         raise RkverifyError(source, "source", "onnxsim could not verify the simplified graph",
                             "check the model runs in ONNX Runtime at the recipe's input shape")
     onnx.checker.check_model(simplified)
-    check_detection_outputs(simplified, loaded)
+    if check_graph is not None:
+        check_graph(simplified, loaded)
     with atomic_path(out_path) as tmp:
         onnx.save(simplified, str(tmp))
     return out_path

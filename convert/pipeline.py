@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from convert.artifacts import sha256_bytes, sha256_file, tool_versions
+from convert.build import RknnBuild, build_rknn
 from convert.calibration import build_calibration_set, calibration_manifest
-from convert.frontends import EXPORTER, check_against_native, source_to_onnx
-from convert.onnx_prep import prepare_onnx
+from convert.frontends import FRONTENDS, check_against_native, source_to_onnx
+from convert.onnx_prep import GraphCheck, prepare_onnx
 from convert.progress import step
-from convert.recipe import FLOAT16, PROJECT_ROOT, LoadedRecipe
-from convert.rknn_build import RknnBuild, build_rknn
+from convert.recipe import CALIB_DIR, FLOAT16, MODELS_DIR, LoadedRecipe
 from convert.source import SourceFiles, obtain_source
 
 NATIVE_CHECK_INPUTS = 4  # calibration inputs the frontend's ONNX is checked on against the framework
@@ -44,16 +44,17 @@ class Artifacts:
         return self.rknn
 
 
-def convert_recipe(loaded: LoadedRecipe, models_dir: Path = PROJECT_ROOT / "models",
-                   calib_dir: Path = PROJECT_ROOT / "calib_data", float_only: bool = False) -> Artifacts:
-    """The recipe's artifacts; `float_only` stops at the canonical ONNX (no calibration, no .rknn)."""
+def convert_recipe(loaded: LoadedRecipe, models_dir: Path = MODELS_DIR, calib_dir: Path = CALIB_DIR,
+                   float_only: bool = False, check_graph: GraphCheck | None = None) -> Artifacts:
+    """The recipe's artifacts; `float_only` stops at the canonical ONNX (no calibration, no .rknn);
+    `check_graph` is the recipe's task's check of the canonical ONNX."""
     recipe = loaded.recipe
     timings: dict[str, float] = {}
     model_dir = models_dir / recipe.name
     with step("obtain source model", timings):
         source = obtain_source(loaded, models_dir)
     framework = recipe.source.framework
-    exporter = EXPORTER.get(framework)
+    exporter = FRONTENDS[framework].exporter
     raw_onnx, renamed = source.model, dict[str, str]()
     if exporter:
         with step(f"{framework} -> ONNX ({exporter})", timings):
@@ -62,7 +63,7 @@ def convert_recipe(loaded: LoadedRecipe, models_dir: Path = PROJECT_ROOT / "mode
             print(f"[rkverify] {len(renamed)} parameters loaded under the params file's spelling, e.g. "
                   f"{next(iter(renamed))} <- {next(iter(renamed.values()))} (listed in the report)", file=sys.stderr, flush=True)
     with step("canonical float ONNX (fixed shape, onnxsim)", timings):
-        onnx_path = prepare_onnx(raw_onnx, loaded, model_dir / f"{recipe.name}.onnx")
+        onnx_path = prepare_onnx(raw_onnx, loaded, model_dir / f"{recipe.name}.onnx", check_graph)
     if float_only:
         return Artifacts(model_dir=model_dir, source=source, onnx=onnx_path, calibration_list=Path(), calibration={},
                          rknn=None, native_check={}, renamed_params=renamed, fp16=None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,10 @@ from convert.errors import RkverifyError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RECIPES_DIR = PROJECT_ROOT / "convert" / "recipes"
+# generated artifacts, by default in the project (a sweep gives each variant folders of its own)
+MODELS_DIR = PROJECT_ROOT / "models"
+CALIB_DIR = PROJECT_ROOT / "calib_data"
+REPORTS_DIR = PROJECT_ROOT / "reports"
 
 # Quantized dtypes per target, measured with rknn-toolkit2 2.5.0 (config + build of the
 # RetinaFace recipe). The toolkit spells 16-bit "w16a16i_dfp"; it rejects plain "w16a16i".
@@ -200,33 +205,14 @@ class Verification(Strict):
                                 "proposed fix is re-measured on every pair")
 
 
-# drift: any model. Per-output and per-layer drift only, no task figures (nothing the suite would have
-# to guess about what the outputs mean)
-Task = Literal["detection", "recognition", "drift"]
-# gates that read a task's own figures
-TASK_GATES = {"min_foreground_cosine": "detection", "min_detection_match_rate": "detection",
-              "min_quantized_accuracy": "recognition", "max_accuracy_drop": "recognition",
-              "min_embedding_cosine": "recognition"}
-
-
 class Evaluate(Strict):
-    task: Task
+    task: str = Field(description="what the model is for, a task of verify/tasks: detection, recognition, drift (any "
+                      "model: per-output and per-layer drift only, no task figures)")
     images: list[ImageSource] = Field([], description="detection: eval images (recognition uses its faces)")
     count: int = Field(8, ge=1, description="how many eval inputs get per-output float-vs-quantized figures")
     layer_analysis_images: int = Field(2, ge=0, description="inputs given to accuracy_analysis")
     detection: DetectionEval = DetectionEval()
     verification: Verification | None = None
-
-    @model_validator(mode="after")
-    def _task_needs(self) -> Evaluate:
-        if self.task != "recognition" and not self.images:
-            raise ValueError(f"images|a {self.task} recipe needs 'images' to evaluate on")
-        if self.task == "recognition" and self.verification is None:
-            raise ValueError("a recognition recipe needs a 'verification' block (dataset, faces)")
-        if self.task != "recognition" and self.verification is not None:
-            raise ValueError(f"verification|face verification is for task: recognition, this recipe's task is "
-                             f"{self.task}: remove the block")
-        return self
 
 
 class Gates(Strict):
@@ -303,28 +289,6 @@ class Recipe(Strict):
         return self
 
     @model_validator(mode="after")
-    def _outputs_fit_task(self) -> Recipe:
-        task, outputs = self.evaluate.task, self.outputs
-        if task == "detection" and self.evaluate.detection.decoder == "pytorch" and len(outputs) != 3:
-            raise ValueError(f"outputs|task: detection decodes RetinaFace's three outputs (loc, conf, landmarks), "
-                             f"this recipe names {len(outputs)}; for InsightFace's per-stride outputs set "
-                             "evaluate.detection.decoder: insightface; for any other model use evaluate.task: drift")
-        verification = self.evaluate.verification
-        if task == "recognition" and verification is not None:
-            if verification.embedding is None and len(outputs) != 1:
-                raise ValueError(f"evaluate.verification.embedding|the model has {len(outputs)} outputs "
-                                 f"({', '.join(outputs)}): name the one that is the face embedding, or use "
-                                 "evaluate.task: drift when none is")
-            if verification.embedding is not None and verification.embedding not in outputs:
-                raise ValueError(f"evaluate.verification.embedding|'{verification.embedding}' is not one of the "
-                                 f"outputs ({', '.join(outputs)})")
-        for gate, needs in TASK_GATES.items():
-            if getattr(self.gates, gate) is not None and task != needs:
-                raise ValueError(f"gates.{gate}|reads task: {needs} figures, this recipe's task is {task}: "
-                                 "gate its drift instead (min_output_cosine, min_output_sqnr_db, min_worst_layer_cosine)")
-        return self
-
-    @model_validator(mode="after")
     def _layout_fits_framework(self) -> Recipe:
         layout, framework = self.input.layout, self.source.framework
         if framework in NHWC_FRAMEWORKS and layout != "NHWC":
@@ -335,18 +299,6 @@ class Recipe(Strict):
         if not self.source.trained and (self.gates.min_quantized_accuracy or self.gates.max_accuracy_drop):
             raise ValueError("gates|accuracy gates on an untrained model (source.trained: false) prove nothing; "
                              "gate its drift (cosines) instead")
-        return self
-
-    @model_validator(mode="after")
-    def _outputs_fit_decoder(self) -> Recipe:
-        cfg = self.evaluate.detection
-        if self.evaluate.task != "detection":
-            return self
-        if cfg.decoder == "insightface" and (len(self.outputs) != 3 * len(cfg.steps)
-                                             or len(cfg.anchor_scales) != len(cfg.steps)):
-            raise ValueError(f"outputs|the insightface decoder reads (class, box, landmark) per stride: "
-                             f"{3 * len(cfg.steps)} outputs for steps {cfg.steps}, and one anchor_scales "
-                             "entry per stride")
         return self
 
     @property
@@ -381,6 +333,18 @@ class LoadedRecipe(BaseModel):
     recipe: Recipe
     path: Path
     sha256: str
+    # the file's bytes and the overrides applied: a variant (more overrides) is validated from them
+    # without reading the file again
+    raw: bytes = Field(b"", repr=False, exclude=True)
+    overrides: dict[str, Any] = Field({}, repr=False, exclude=True)
+
+    def with_overrides(self, more: dict[str, Any], checks: Checks = ()) -> LoadedRecipe:
+        """The same recipe file with `more` overrides on top of this one's."""
+        return _validated(self.path, self.raw, {**self.overrides, **more}, checks)
+
+
+# checks beyond the schema, run on every load (the task's own: verify.recipes): raise ValueError("field|message")
+Checks = Sequence[Callable[[Recipe], None]]
 
 
 def resolve_recipe_path(name_or_path: str) -> Path:
@@ -391,7 +355,7 @@ def resolve_recipe_path(name_or_path: str) -> Path:
     return RECIPES_DIR / f"{name_or_path.removeprefix('convert-')}.yaml"
 
 
-def load_recipe(name_or_path: str, overrides: dict[str, Any] | None = None) -> LoadedRecipe:
+def load_recipe(name_or_path: str, overrides: dict[str, Any] | None = None, checks: Checks = ()) -> LoadedRecipe:
     """Read and validate a recipe; `overrides` ({'quantization.dtype': 'w16a16i'}) replace fields."""
     if Path(name_or_path).is_dir():
         inside = sorted(p.name for p in Path(name_or_path).glob("*.yaml"))
@@ -402,7 +366,10 @@ def load_recipe(name_or_path: str, overrides: dict[str, Any] | None = None) -> L
     if not path.is_file():
         known = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
         raise RkverifyError(path, "", "recipe file not found", f"use one of: {', '.join(known)}")
-    raw_bytes = path.read_bytes()
+    return _validated(path, path.read_bytes(), overrides or {}, checks)
+
+
+def _validated(path: Path, raw_bytes: bytes, overrides: dict[str, Any], checks: Checks) -> LoadedRecipe:
     try:
         data = yaml.safe_load(raw_bytes)
     except yaml.YAMLError as exc:
@@ -412,14 +379,19 @@ def load_recipe(name_or_path: str, overrides: dict[str, Any] | None = None) -> L
                             "fix the YAML syntax at that line") from None
     if not isinstance(data, dict):
         raise RkverifyError(path, "", "recipe must be a YAML mapping", "start from convert/recipes/retinaface.yaml")
-    for dotted, value in (overrides or {}).items():
+    for dotted, value in overrides.items():
         _set_dotted(data, dotted, value)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        raise _blame_override(_recipe_error(path, exc), overrides or {}) from None
-    digest = sha256_bytes(raw_bytes + repr(sorted((overrides or {}).items())).encode())
-    return LoadedRecipe(recipe=recipe, path=path, sha256=digest)
+        raise _blame_override(_recipe_error(path, exc), overrides) from None
+    for check in checks:
+        try:
+            check(recipe)
+        except ValueError as exc:
+            raise _blame_override(_blamed(path, [], str(exc)), overrides) from None
+    digest = sha256_bytes(raw_bytes + repr(sorted(overrides.items())).encode())
+    return LoadedRecipe(recipe=recipe, path=path, sha256=digest, raw=raw_bytes, overrides=overrides)
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -445,7 +417,11 @@ def _recipe_error(path: Path, exc: ValidationError) -> RkverifyError:
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         return RkverifyError(path, field, f"{err['input']!r} is not allowed", f"use one of {expected}")
-    message = err["msg"].removeprefix("Value error, ")
+    return _blamed(path, loc, err["msg"].removeprefix("Value error, "))
+
+
+def _blamed(path: Path, loc: list[str], message: str) -> RkverifyError:
+    field = ".".join(loc) or "(top level)"
     if "|" in message:  # a cross-field check names the field it blames: "field|message"
         blamed, message = message.split("|", 1)
         field = ".".join(loc + [blamed]) if loc else blamed

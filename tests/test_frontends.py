@@ -99,11 +99,11 @@ def test_pad_before_depthwise_crashes_the_raw_graph_not_the_canonical_one(tmp_pa
     names build.disable_rules; the canonical ONNX the suite builds has its Pads folded by onnxsim."""
     import onnx
 
+    from convert.build import build_rknn
     from convert.errors import RkverifyError
     from convert.frontends import source_to_onnx
     from convert.onnx_prep import prepare_onnx
     from convert.recipe import load_recipe
-    from convert.rknn_build import build_rknn
     from convert.source import obtain_source
 
     loaded = load_recipe("keras-mobilefacenet", {"build.disable_rules": []})

@@ -9,12 +9,12 @@ import json
 import sys
 from pathlib import Path
 
+from convert.build import build_rknn
 from convert.calibration import build_calibration_set
 from convert.hybrid import hybrid_base
 from convert.onnx_prep import prepare_onnx
 from convert.preprocess import prepare
 from convert.recipe import load_recipe
-from convert.rknn_build import build_rknn
 from convert.source import obtain_source, package_dir
 from verify.runners import RknnRunner
 

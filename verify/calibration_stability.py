@@ -12,8 +12,10 @@ import numpy as np
 from convert.pipeline import Artifacts
 from convert.recipe import LoadedRecipe
 from convert.rknn_build import quantized_build
-from verify.sensitivity import measure_build, task_summary
-from verify.variants import Measure
+from verify.results import figures
+from verify.sensitivity import measure_build
+from verify.tasks import task_of
+from verify.variants import Measure, variant_measure
 
 if TYPE_CHECKING:
     from verify.run_state import RunState
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 def resampled_stability(loaded: LoadedRecipe, artifacts: Artifacts, measure: Measure, resamples: int,
                         full: dict[str, Any], log_file: Path) -> dict[str, Any]:
     """Rebuild on `resamples` random halves of the calibration set (seeded) and measure each."""
+    task = task_of(loaded.recipe)
     names = artifacts.calibration_list.read_text().split()
     rng = random.Random(0)
     runs = []
@@ -31,10 +34,10 @@ def resampled_stability(loaded: LoadedRecipe, artifacts: Artifacts, measure: Mea
             listing = Path(scratch) / "dataset.txt"
             listing.write_text("".join(f"{artifacts.calibration_list.parent / n}\n" for n in subset))
             toolkit = quantized_build(loaded, artifacts.onnx, listing, log_file)
-            runs.append(task_summary(measure_build(loaded, toolkit, measure, f"resample-{index}-{'+'.join(subset)}",
-                                                   log_file)))
+            runs.append(figures(measure_build(loaded, toolkit, measure, f"resample-{index}-{'+'.join(subset)}",
+                                                   log_file), task))
     keys = list(runs[0]) if runs else []
-    return {"subset_size": max(1, len(names) // 2), "resamples": resamples, "runs": runs, "full": task_summary(full),
+    return {"subset_size": max(1, len(names) // 2), "resamples": resamples, "runs": runs, "full": figures(full, task),
             "spread": {k: {"mean": float(np.mean([r[k] for r in runs])), "std": float(np.std([r[k] for r in runs])),
                            "min": float(np.min([r[k] for r in runs])), "max": float(np.max([r[k] for r in runs]))}
                        for k in keys}}
@@ -42,5 +45,5 @@ def resampled_stability(loaded: LoadedRecipe, artifacts: Artifacts, measure: Mea
 
 def step(state: RunState) -> None:
     state.metrics["calibration"]["stability"] = resampled_stability(
-        state.loaded, state.artifacts, state.measure, state.recipe.analysis.calibration_resamples, state.metrics,
+        state.loaded, state.artifacts, variant_measure(state), state.recipe.analysis.calibration_resamples, state.metrics,
         state.log_file)

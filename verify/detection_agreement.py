@@ -2,21 +2,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from convert.preprocess import PreparedImage
 from convert.recipe import LoadedRecipe
 from verify import detection
-from verify.report import draw_overlay
 
-if TYPE_CHECKING:
-    from verify.run_state import RunState
+# the image with most float faces and both sides' detections on it, for the report's overlay
+Busiest = tuple[Path, detection.Detections, detection.Detections]
 
 
 def detection_agreement(loaded: LoadedRecipe, images: list[PreparedImage], float_out: list[dict],
-                        quant_out: list[dict], run_dir: Path) -> dict[str, Any]:
+                        quant_out: list[dict]) -> tuple[dict[str, Any], Busiest | None]:
     recipe = loaded.recipe
     cfg = recipe.evaluate.detection
     hw = recipe.model_input.height_width
@@ -27,15 +26,9 @@ def detection_agreement(loaded: LoadedRecipe, images: list[PreparedImage], float
         decoded.append((image.path, ref, test))
         per_image.append({"image": str(image.path)} | detection.agreement(ref, test, cfg.match_iou))
         foreground.append(detection.foreground_agreement(f, q, recipe.outputs, cfg))
-    busiest = max(decoded, key=lambda d: len(d[1].boxes))  # the image with most float faces
-    if len(busiest[1].boxes):
-        draw_overlay(*busiest, run_dir / "overlay.jpg")
+    busiest = max(decoded, key=lambda d: len(d[1].boxes))
     with_faces = [fg for fg in foreground if next(iter(fg.values()))["anchors"]]
     foreground_cosine = {name: float(np.mean([fg[name]["cosine"] for fg in with_faces])) if with_faces else float("nan")
                          for name in foreground[0]}
-    return detection.summarise(per_image) | {"foreground_cosine": foreground_cosine, "per_image": per_image}
-
-
-def step(state: RunState) -> None:
-    state.metrics["detection"] = detection_agreement(state.loaded, state.images, state.outputs["float"],
-                                                     state.outputs["quantized"], state.run_dir)
+    summary = detection.summarise(per_image) | {"foreground_cosine": foreground_cosine, "per_image": per_image}
+    return summary, busiest if len(busiest[1].boxes) else None

@@ -12,7 +12,7 @@ from convert.artifacts import atomic_dir, tool_versions, utc_now, write_json_ato
 from convert.pipeline import Artifacts
 from convert.recipe import LoadedRecipe
 from verify.history import compare_runs, runs_of
-from verify.report import render_index, render_report
+from verify.report import draw_overlay, render_index, render_report
 from verify.run_models import detector_of, rknn_runner
 from verify.run_state import RunState
 from verify.runners import OnnxRuntimeRunner, Runner
@@ -45,6 +45,8 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
         state = RunState(loaded, artifacts, run_dir, workers, ray_address, runners, aligner,
                          metrics=provenance(loaded, artifacts, ident), timings=dict(artifacts.timings))
         run_steps(state)
+        if state.overlay is not None:
+            draw_overlay(*state.overlay, run_dir / "overlay.jpg")
         metrics = state.metrics
         state.timings["total"] = round(time.perf_counter() - started + sum(artifacts.timings.values()), 3)
         metrics["timings_s"] = state.timings

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from convert.recipe import Gates
+from verify.results import RunResults
+from verify.tasks import GateReaders, tasks
 
 
 @dataclass(frozen=True)
@@ -18,37 +20,36 @@ class GateResult:
     passed: bool
 
 
-def _min_output(key: str) -> Callable[[dict], float]:
+def _min_output(figure: str) -> Callable[[dict], float]:
     """Over the outputs large enough to compare (NaN, a failed gate, when none is)."""
-    return lambda m: min((o[key]["mean"] for o in m["outputs"].values() if not o.get("too_small")), default=math.nan)
+    return lambda m: RunResults(m).worst_output(figure)
 
 
-# gate name -> (what it reads, how to read it from metrics.json). "min_*" gates need
-# value >= threshold, "max_*" gates value <= threshold.
-GATE_METRICS: dict[str, tuple[str, Callable[[dict[str, Any]], float]]] = {
+# the gates every task has (drift); a task adds its own (verify/tasks/<task>.py, Task.gates).
+# "min_*" gates need value >= threshold, "max_*" gates value <= threshold.
+DRIFT_GATES: GateReaders = {
     "min_output_cosine": ("lowest per-output mean cosine, float vs quantized", _min_output("cosine")),
     "min_output_sqnr_db": ("lowest per-output mean SQNR (dB)", _min_output("sqnr_db")),
     "min_worst_layer_cosine": ("lowest per-layer single cosine (worst image)",
-                               lambda m: m["layers"]["worst_single_cos"]),
-    "min_foreground_cosine": ("lowest box/landmark cosine on face anchors (float score > threshold)",
-                              lambda m: min(m["detection"]["foreground_cosine"].values())),
-    "min_detection_match_rate": ("share of float faces matched by quantized (IoU)",
-                                 lambda m: m["detection"]["match_rate"]),
-    "min_quantized_accuracy": ("quantized verification accuracy (k-fold mean)",
-                               lambda m: m["verification"]["quantized"]["accuracy"]["mean"]),
-    "max_accuracy_drop": ("float minus quantized verification accuracy",
-                          lambda m: m["verification"]["accuracy_drop"]),
-    "min_embedding_cosine": ("mean cosine of float vs quantized embeddings",
-                             lambda m: m["verification"]["embedding_drift"]["cosine_mean"]),
+                               lambda m: RunResults(m).worst_layer_cosine),
 }
 
 
+def gate_readers() -> GateReaders:
+    """Every gate the suite knows: drift's and each task's (a recipe's check allows only its task's)."""
+    readers = dict(DRIFT_GATES)
+    for task in tasks().values():
+        readers |= task.gates
+    return readers
+
+
 def evaluate_gates(gates: Gates, metrics: dict[str, Any]) -> list[GateResult]:
+    readers = gate_readers()
     results = []
     for name, threshold in gates.model_dump().items():
         if threshold is None:
             continue
-        label, read = GATE_METRICS[name]
+        label, read = readers[name]
         try:
             value = float(read(metrics))
         except KeyError:  # the run did not measure it (e.g. layer_analysis_images: 0): the gate fails

@@ -1,11 +1,12 @@
 """Runs over time: compare a run with the previous one of its recipe, and the reports index."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from verify.results import RunResults
 
 
 def runs_of(reports_dir: Path, recipe: str) -> list[Path]:
@@ -19,12 +20,13 @@ def compare_runs(now: dict[str, Any], current: Path, baseline: Path, tolerance: 
 
     `now` is the current run's metrics; `current` its folder (for layers.csv).
     """
-    then = json.loads((baseline / "metrics.json").read_text())
+    then = RunResults.read(baseline)
+    earlier = then.outputs
     outputs = {}
-    for name, figures in now["outputs"].items():
-        if name in then["outputs"]:
-            delta = figures["cosine"]["mean"] - then["outputs"][name]["cosine"]["mean"]
-            outputs[name] = {"cosine_delta": delta, "sqnr_db_delta": figures["sqnr_db"]["mean"] - then["outputs"][name]["sqnr_db"]["mean"],
+    for name, figures in RunResults(now).outputs.items():
+        if name in earlier:
+            delta = figures.cosine - earlier[name].cosine
+            outputs[name] = {"cosine_delta": delta, "sqnr_db_delta": figures.sqnr_db - earlier[name].sqnr_db,
                              "regressed": delta < -tolerance}
     layers: list[dict[str, Any]] = []
     if (current / "layers.csv").is_file() and (baseline / "layers.csv").is_file():
@@ -35,7 +37,7 @@ def compare_runs(now: dict[str, Any], current: Path, baseline: Path, tolerance: 
         layers = worst[["layer", "op", "single_cos_worst", "single_cos_worst_baseline", "delta"]].to_dict(orient="records")
     return {"baseline": baseline.name, "tolerance": tolerance, "outputs": outputs, "regressed_layers": layers,
             "regressed": any(o["regressed"] for o in outputs.values()) or bool(layers),
-            "baseline_tools": then.get("tools", {}), "tools_changed": then.get("tools") != now.get("tools")}
+            "baseline_tools": then.tools, "tools_changed": then.metrics.get("tools") != now.get("tools")}
 
 
 def index_rows(reports_dir: Path) -> list[dict[str, Any]]:
@@ -46,10 +48,10 @@ def index_rows(reports_dir: Path) -> list[dict[str, Any]]:
             continue
         entries = []
         for run in reversed(runs):
-            metrics = json.loads((run / "metrics.json").read_text())
+            results = RunResults.read(run)
             entries.append({"run_id": run.name, "href": f"{folder.name}/{run.name}/report.html",
-                            "passed": metrics["passed"], "created_at": metrics["created_at"],
-                            "failed_gates": [g["gate"] for g in metrics["gates"] if not g["passed"]],
-                            "gated": bool(metrics["gates"])})
+                            "passed": results.passed, "created_at": results.created_at,
+                            "failed_gates": [g.gate for g in results.gates if not g.passed],
+                            "gated": bool(results.gates)})
         rows.append({"recipe": folder.name, "latest": entries[0], "runs": entries})
     return rows

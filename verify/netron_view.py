@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from convert.errors import RkverifyError
-from convert.recipe import PROJECT_ROOT, RECIPES_DIR, load_recipe
+from convert.recipe import MODELS_DIR, RECIPES_DIR
+from verify.recipes import load
 
 LOOPBACK = "127.0.0.1"
-MODELS_DIR = PROJECT_ROOT / "models"
 
 
 def model_to_view(target: str, rknn: bool) -> Path:
@@ -28,7 +28,7 @@ def model_to_view(target: str, rknn: bool) -> Path:
         name, artifact, recipe, where = (metrics["recipe"], metrics["provenance"]["artifact"], metrics["recipe_path"],
                                          folder / "metrics.json")
     else:
-        loaded = load_recipe(target)
+        loaded = load(target)
         name, artifact, recipe, where = loaded.recipe.name, f"{loaded.recipe.artifact_stem}.rknn", target, loaded.path
     path = MODELS_DIR / name / (artifact if rknn else f"{name}.onnx")
     if not path.is_file():

@@ -29,7 +29,7 @@ from verify.compare import cosine
 from verify.face_pass import FaceSettings, PassJob, PassResult, run_job
 from verify.faces import face_crop
 from verify.lfw import PairSet, build_pairs, has_images, read_pairs
-from verify.report import PAIRS_CSV
+from verify.results import PAIRS_CSV
 from verify.runners import Runner, RunnerSpec
 from verify.verification_metrics import accuracy_at, best_threshold, squared_distance, verification_report
 from verify.workers import map_units, shards

@@ -20,9 +20,8 @@ import pandas as pd  # noqa: E402
 from convert.artifacts import write_bytes_atomic  # noqa: E402
 from convert.preprocess import read_bgr  # noqa: E402
 from verify.netron_view import view_command  # noqa: E402
+from verify.results import PAIRS_CSV  # noqa: E402
 from verify.samples import few_lines  # noqa: E402
-
-PAIRS_CSV = "pairs.csv"  # written by verify/recognition.py: one row per pair, a distance column per model
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),

@@ -8,14 +8,12 @@ from typing import TYPE_CHECKING
 
 from convert.preflight import check_paths
 from convert.progress import step
-from convert.recipe import PROJECT_ROOT, LoadedRecipe, load_recipe
+from convert.recipe import CALIB_DIR, MODELS_DIR, REPORTS_DIR, LoadedRecipe
+from verify.recipes import load, variant
+from verify.tasks import task_of
 
 if TYPE_CHECKING:  # onnx/onnxsim and friends load only when a run starts
     from convert.pipeline import Artifacts
-
-REPORTS_DIR = PROJECT_ROOT / "reports"
-MODELS_DIR = PROJECT_ROOT / "models"
-CALIB_DIR = PROJECT_ROOT / "calib_data"
 
 
 def convert_all(recipe: str, overrides: dict[str, object] | None = None, models_dir: Path = MODELS_DIR,
@@ -24,7 +22,7 @@ def convert_all(recipe: str, overrides: dict[str, object] | None = None, models_
     `models_dir`. Returns (loaded recipe, its artifacts, (detector recipe, its artifacts) or None).
     The detector is built in this process too: the simulator only runs in-process builds.
     """
-    loaded = load_recipe(recipe, overrides)
+    loaded = load(recipe, overrides)
     check_paths(loaded)
     from convert.pipeline import convert_recipe  # heavy imports (onnx, the toolkit) after every check
 
@@ -38,14 +36,16 @@ def convert_all(recipe: str, overrides: dict[str, object] | None = None, models_
     detector_name = verification.detector if verification and verification.faces == "align" else align_with
     detector = None
     if detector_name:  # its quantized build only when the quantized run aligns with it too
-        detector_recipe = load_recipe(detector_name, detector_overrides(loaded, load_recipe(detector_name)))
+        plain = load(detector_name)
+        detector_recipe = variant(plain, detector_overrides(loaded, plain))
         check_paths(detector_recipe)
         full_pipeline = bool(verification and verification.faces == "align" and verification.full_pipeline)
-        detector = (detector_recipe, convert_recipe(detector_recipe, models_dir, float_only=not full_pipeline))
+        detector = (detector_recipe, convert_recipe(detector_recipe, models_dir, float_only=not full_pipeline,
+                                                    check_graph=task_of(detector_recipe.recipe).check_graph))
     if align_with:
         assert detector is not None  # align_with names the detector recipe converted above
-        loaded = with_aligned_calibration(loaded, recipe, overrides or {}, detector, calib_dir)
-    return loaded, convert_recipe(loaded, models_dir, calib_dir), detector
+        loaded = with_aligned_calibration(loaded, detector, calib_dir)
+    return loaded, convert_recipe(loaded, models_dir, calib_dir, check_graph=task_of(loaded.recipe).check_graph), detector
 
 
 def detector_overrides(loaded: LoadedRecipe, detector: LoadedRecipe) -> dict[str, object]:
@@ -85,8 +85,8 @@ def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Pa
             release(detector[1])
 
 
-def with_aligned_calibration(loaded: LoadedRecipe, recipe: str, overrides: dict[str, object],
-                             detector: tuple[LoadedRecipe, Artifacts], calib_dir: Path) -> LoadedRecipe:
+def with_aligned_calibration(loaded: LoadedRecipe, detector: tuple[LoadedRecipe, Artifacts],
+                             calib_dir: Path) -> LoadedRecipe:
     """The recipe with its calibration photos replaced by their aligned faces."""
     from verify.cache import SHARED_CACHE_DIR
     from verify.recognition import aligned_calibration
@@ -102,5 +102,4 @@ def with_aligned_calibration(loaded: LoadedRecipe, recipe: str, overrides: dict[
     finally:
         aligner.float.live.deactivate()
     images = [{"dir": str(folder), "glob": "*.png"}]
-    return load_recipe(recipe, {**overrides, "quantization.calibration.images": images,
-                                "quantization.calibration.align_with": None})
+    return variant(loaded, {"quantization.calibration.images": images, "quantization.calibration.align_with": None})

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from convert.build import RknnBuild
 from convert.pipeline import Artifacts
 from convert.recipe import FLOAT16, LoadedRecipe, Recipe
-from convert.rknn_build import RknnBuild
 from verify.recognition import Detector, Model
 from verify.runners import OnnxRuntimeRunner, OnnxSpec, RknnRunner, Runner, SimulatorSpec
 

@@ -1,9 +1,9 @@
 """What the steps of one verification run share: the recipe and its artifacts, the live runners,
-the eval inputs and every engine's outputs on them, and the metrics being filled in."""
+the eval inputs and every engine's outputs on them, and the metrics being filled in; and what a step is."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,9 +14,9 @@ if TYPE_CHECKING:
     from convert.pipeline import Artifacts
     from convert.preprocess import PreparedImage
     from convert.recipe import LoadedRecipe, Recipe
+    from verify.detection_agreement import Busiest
     from verify.recognition import Detector, FacePass
     from verify.runners import Runner
-    from verify.variants import Measure
 
 Outputs = list[dict[str, "np.ndarray"]]  # one engine's outputs, per eval input
 
@@ -38,6 +38,7 @@ class RunState:
     native_name: str | None = None  # the source framework's runner, when it has one
     face_pass: FacePass | None = None
     layers: pd.DataFrame | None = None  # accuracy_analysis' whole table
+    overlay: Busiest | None = None  # detections drawn over an eval image in the report
 
     @property
     def recipe(self) -> Recipe:
@@ -51,9 +52,14 @@ class RunState:
     def on_simulator(self) -> bool:
         return self.recipe.target.runtime == "simulator"
 
-    @cached_property
-    def measure(self) -> Measure:
-        """How rebuilt variants (resamples, hybrid candidates) are measured, as the run itself is."""
-        from verify.variants import variant_measure
 
-        return variant_measure(self)
+@dataclass(frozen=True)
+class Step:
+    title: str  # the console line and timings key; {inputs}, {native}, ... filled in from the state
+    applies: Callable[[RunState], bool]
+    run: Callable[[RunState], None]
+    runners: tuple[str, ...] = ()  # live runners it needs active: "float", "quantized", "detector", "native"
+
+
+def always(_: RunState) -> bool:
+    return True

@@ -140,7 +140,7 @@ class SimulatorSpec:
 
     @contextlib.contextmanager
     def running(self, log_file: Path) -> Iterator[Runner]:
-        from convert.rknn_build import live_build
+        from convert.build import live_build
 
         toolkit = live_build(self.loaded, self.onnx, self.calibration_list, log_file)
         recipe = self.loaded.recipe

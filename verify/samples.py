@@ -1,22 +1,20 @@
 """How many images each figure of a run rests on; the report and the console warn below MIN_IMAGES."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from verify.tasks import Task
 
 MIN_IMAGES = 5  # below this one odd photo moves a figure: a cosine or a match rate is an anecdote
 
 
-def sample_sizes(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+def sample_sizes(metrics: dict[str, Any], task: Task) -> list[dict[str, Any]]:
     """One row per figure family the run measured: what it is, on how many images, too few or not."""
     rows = [("per-output agreement, cosine between different inputs, stages", len(metrics["eval_images"])),
-            ("calibration (the quantization ranges)", metrics["calibration"]["used"])]
-    if "detection" in metrics:  # the faces come from the images where the float model finds any
-        rows.append(("detection agreement, face-anchor cosine",
-                     sum(1 for d in metrics["detection"]["per_image"] if d["reference_faces"])))
+            ("calibration (the quantization ranges)", metrics["calibration"]["used"]), *task.sample_sizes(metrics)]
     if "layers" in metrics:
         rows.append(("per-layer drift (accuracy_analysis)", metrics["layers"]["images"]))
-    if "verification" in metrics:
-        rows.append(("face verification", metrics["verification"]["images"]))
     return [{"figure": figure, "images": count, "few": count < MIN_IMAGES} for figure, count in rows]
 
 

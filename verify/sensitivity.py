@@ -20,9 +20,11 @@ from convert.hybrid import HybridBase, hybrid_base, hybrid_build, proposed_layer
 from convert.pipeline import Artifacts
 from convert.recipe import Gates, LoadedRecipe
 from convert.rknn_build import Toolkit
-from verify.gates import GATE_METRICS, evaluate_gates
+from verify.gates import evaluate_gates, gate_readers
+from verify.results import RunResults, figures
 from verify.runners import RknnRunner
-from verify.variants import Measure, WholeSet, fix_on_every_pair
+from verify.tasks import task_of
+from verify.variants import Measure, WholeSet, fix_on_every_pair, variant_measure
 
 if TYPE_CHECKING:
     from verify.run_state import RunState
@@ -33,23 +35,7 @@ MIN_GAIN_DB = 0.05  # below this a candidate's effect is build-to-build noise, n
 LAYER_GATES = {"min_worst_layer_cosine"}
 
 def worst_output_sqnr(metrics: dict[str, Any]) -> float:
-    return min(o["sqnr_db"]["mean"] for o in metrics["outputs"].values())
-
-
-def task_summary(metrics: dict[str, Any]) -> dict[str, float]:
-    """The end-task figures a user reads first, for before/after tables."""
-    summary = {"worst output cosine": min(o["cosine"]["mean"] for o in metrics["outputs"].values()),
-               "worst output SQNR dB": worst_output_sqnr(metrics)}
-    if "detection" in metrics:
-        d = metrics["detection"]
-        summary |= {"faces matched": d["match_rate"], "mean IoU": d["mean_iou"],
-                    "face-anchor cosine": min(d["foreground_cosine"].values())}
-    if "verification" in metrics:
-        v = metrics["verification"]
-        summary |= {"quantized accuracy": v["quantized"]["accuracy"]["mean"],
-                    "float accuracy": v["float"]["accuracy"]["mean"],
-                    "embedding cosine": v["embedding_drift"]["cosine_mean"]}
-    return summary
+    return min(o.sqnr_db for o in RunResults(metrics).outputs.values())
 
 
 def goal_of(loaded: LoadedRecipe) -> Gates:
@@ -143,7 +129,7 @@ def propose_fix(loaded: LoadedRecipe, artifacts: Artifacts, base: HybridBase, ra
                            "before": {g.gate: g.value for g in before},
                            "rknn_bytes_before": artifacts.built.provenance["artifact_bytes"],
                            "quantized_layers": len(base.quantized_layers),
-                           "gate_labels": {g.gate: GATE_METRICS[g.gate][0] for g in before}}
+                           "gate_labels": {g.gate: gate_readers()[g.gate][0] for g in before}}
     if all(g.passed for g in before):
         return fix | {"status": "already within the goal: nothing to keep in float16", "float_layers": []}
     helpful = [r for r in ranking if r["gain_db"] >= MIN_GAIN_DB]
@@ -187,7 +173,7 @@ def propose_fix(loaded: LoadedRecipe, artifacts: Artifacts, base: HybridBase, ra
         "algorithm (mmse) or a better calibration set",
         "float_layers": chosen, "passed": passed,
         "after": {g.gate: g.value for g in after},
-        "task_before": task_summary(quantized), "task_after": task_summary(variant),
+        "task_before": figures(quantized, task_of(recipe)), "task_after": figures(variant, task_of(recipe)),
         "rknn_bytes_after": variant["rknn_bytes"],
         "recipe_block": yaml.safe_dump({"quantization": {"hybrid": {"float_layers": chosen}}}, sort_keys=False),
     }
@@ -196,5 +182,6 @@ def propose_fix(loaded: LoadedRecipe, artifacts: Artifacts, base: HybridBase, ra
 def step(state: RunState) -> None:
     assert state.layers is not None  # the per-layer step ran: the candidates come from its table
     whole_set = fix_on_every_pair(state) if state.face_pass else None
-    state.metrics["sensitivity"] = analyse(state.loaded, state.artifacts, state.layers, state.metrics, state.measure,
+    state.metrics["sensitivity"] = analyse(state.loaded, state.artifacts, state.layers, state.metrics,
+                                           variant_measure(state),
                                            state.log_file, whole_set)

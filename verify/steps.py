@@ -4,61 +4,32 @@ Every step has one signature, `step(state: RunState) -> None`: it reads what ear
 the state (eval inputs, each engine's outputs, the layer table) and writes its own section of the
 metrics. A step says when it applies and which live runners it needs; `run_steps` activates them
 for it, times it under its title and names it in the one line a failure gets. Each analysis is a
-module of its own (verify/<module>.py, function `step`); the steps that only run engines are here.
+module of its own (verify/<module>.py, function `step`); the steps that only run engines are here,
+and the recipe's task (verify/tasks/) places its own steps where `task_steps` stands.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from convert.frontends import native_runner
-from convert.preprocess import prepare, resolve_images
 from convert.progress import step as announce
 from verify import (
     board_run,
     calibration_audit,
     calibration_stability,
-    detection_agreement,
     layers,
     preprocess_check,
     sensitivity,
     stages,
 )
-from verify.cache import SHARED_CACHE_DIR
 from verify.compare import agreement_per_input, input_sensitivity, summarise_outputs
 from verify.gates import evaluate_gates, gate_dicts
-from verify.recognition import FacePass, verification_metrics
-from verify.run_models import recognizer_models, rknn_runner
-from verify.run_state import RunState
+from verify.run_models import rknn_runner
+from verify.run_state import RunState, Step, always
 from verify.runners import active, run_all
 from verify.samples import sample_sizes
-
-
-@dataclass(frozen=True)
-class Step:
-    title: str  # the console line and timings key; {inputs}, {native}, ... filled in from the state
-    applies: Callable[[RunState], bool]
-    run: Callable[[RunState], None]
-    runners: tuple[str, ...] = ()  # live runners it needs active: "float", "quantized", "detector", "native"
-
-
-def verify_faces(state: RunState) -> None:
-    """The face pass over every image of the evaluated pairs (in the workers), then the pairs'
-    figures; the eval inputs of the later steps are the first aligned faces."""
-    models = recognizer_models(state.loaded, state.artifacts, state.runners["float"][0], state.runners["quantized"][0])
-    face_pass = FacePass(state.loaded, models, state.aligner, SHARED_CACHE_DIR, state.log_file, state.workers,
-                         state.ray_address)
-    state.metrics["verification"], state.images = verification_metrics(
-        state.loaded, face_pass, state.run_dir, faces_for_drift=state.recipe.evaluate.count,
-        calibration=state.artifacts.calibration)
-    state.face_pass = face_pass
-
-
-def eval_images(state: RunState) -> None:
-    recipe = state.recipe
-    found = resolve_images(recipe.evaluate.images, state.loaded.path, "evaluate.images")
-    state.images = [prepare(p, recipe.model_input, recipe.preprocess) for p in found[: recipe.evaluate.count]]
+from verify.tasks import task_of
 
 
 def engine_outputs(engine: str, speed_key: str | None = None) -> Callable[[RunState], None]:
@@ -89,23 +60,24 @@ def output_agreement(state: RunState) -> None:
 
 
 def gates(state: RunState) -> None:
-    state.metrics["sample_sizes"] = sample_sizes(state.metrics)
+    task = task_of(state.recipe)
+    state.metrics["sample_sizes"] = sample_sizes(state.metrics, task)
     results = evaluate_gates(state.recipe.gates, state.metrics)
     state.metrics["gates"] = gate_dicts(results)
     state.metrics["passed"] = all(g.passed for g in results)
 
 
-def always(_: RunState) -> bool:
-    return True
+def task_steps(kind: str) -> Step:
+    """A place in the list for the recipe's task's own steps of `kind` (input_steps, agreement_steps)."""
+    def run(state: RunState) -> None:
+        for each in getattr(task_of(state.recipe), kind):
+            run_step(state, each)
 
-
-def task(name: str) -> Callable[[RunState], bool]:
-    return lambda state: state.recipe.evaluate.task == name
+    return Step("", always, run)
 
 
 STEPS: tuple[Step, ...] = (
-    Step("face verification, float vs quantized", task("recognition"), verify_faces, ("float", "quantized", "detector")),
-    Step("prepare eval images", lambda s: s.recipe.evaluate.task != "recognition", eval_images),
+    task_steps("input_steps"),  # the eval inputs: images, or a recognizer's aligned faces
     Step("float on ONNX Runtime, {inputs} inputs", always, engine_outputs("float", "onnxruntime_ms_per_image"),
          ("float",)),
     Step("quantized on the RKNN simulator, {inputs} inputs", always,
@@ -115,14 +87,14 @@ STEPS: tuple[Step, ...] = (
     Step("float16 build on the RKNN simulator, {inputs} inputs", lambda s: s.artifacts.fp16 is not None,
          float16_outputs),
     Step("output agreement, float vs quantized", always, output_agreement),
-    Step("detection agreement", task("detection"), detection_agreement.step),
+    task_steps("agreement_steps"),
     Step("calibration audit", always, calibration_audit.step),
     Step("calibration stability: {resamples} builds on random halves",
          lambda s: bool(s.recipe.analysis.calibration_resamples) and s.on_simulator, calibration_stability.step,
          ("float", "detector")),
-    # drift: no task metric to judge the alternatives by
     Step("preprocessing contract check (float model, alternative channel order / mean / std)",
-         lambda s: s.recipe.analysis.preprocess_check and s.recipe.evaluate.task != "drift", preprocess_check.step),
+         lambda s: s.recipe.analysis.preprocess_check and task_of(s.recipe).preprocess_score is not None,
+         preprocess_check.step),
     Step("per-layer accuracy_analysis on {layer_images} images", lambda s: bool(min(
         s.recipe.evaluate.layer_analysis_images, len(s.images))), layers.step),
     Step("sensitivity: {sensitivity_layers} layers in float16, one at a time{fix}",
@@ -143,14 +115,23 @@ def title_fields(state: RunState) -> dict[str, Any]:
             "fix": " + proposed fix" if recipe.analysis.propose_fix else "", "device": recipe.target.device_id or ""}
 
 
+def run_step(state: RunState, each: Step) -> None:
+    """One step, if it applies: its runners active, timed under its title (a step without a title
+    only places other steps)."""
+    if not each.applies(state):
+        return
+    if not each.title:
+        each.run(state)
+        return
+    live = [runner for role in each.runners for runner in state.runners.get(role, [])]
+    with announce(each.title.format(**title_fields(state)), state.timings), active(*live):
+        each.run(state)
+
+
 def run_steps(state: RunState, steps: tuple[Step, ...] = STEPS) -> None:
     """Every step that applies, in order."""
     native = native_runner(state.loaded, state.artifacts.source)
     if native is not None:
         state.runners["native"], state.native_name = [native], native.name
     for each in steps:
-        if not each.applies(state):
-            continue
-        live = [runner for role in each.runners for runner in state.runners.get(role, [])]
-        with announce(each.title.format(**title_fields(state)), state.timings), active(*live):
-            each.run(state)
+        run_step(state, each)

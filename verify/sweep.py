@@ -20,7 +20,10 @@ import yaml
 from convert.artifacts import atomic_dir, sha256_bytes, utc_now
 from convert.errors import RkverifyError
 from convert.preflight import check_paths
-from convert.recipe import Recipe, load_recipe
+from convert.recipe import LoadedRecipe, Recipe
+from verify.recipes import load, variant
+from verify.results import RunResults, figures
+from verify.tasks import Task
 from verify.workers import run_units
 
 DTYPE_COST = {"w4a16": 0, "w8a8": 1, "w16a16i_dfp": 3, "float16": 4}  # hybrid w8a8 counts 2
@@ -49,24 +52,9 @@ def cost(recipe: Recipe) -> tuple[int, int, int, int]:
     return dtype, len(quant.hybrid.float_layers), quant.calibration.size, ALGORITHM_COST[quant.algorithm]
 
 
-def task_figures(metrics: dict[str, Any]) -> dict[str, float]:
-    """The figures a sweep table compares, per task."""
-    figures = {f"cosine {name}": o["cosine"]["mean"] for name, o in metrics["outputs"].items()}
-    if "verification" in metrics:
-        v = metrics["verification"]
-        figures |= {"accuracy": v["quantized"]["accuracy"]["mean"], "float accuracy": v["float"]["accuracy"]["mean"],
-                    "accuracy drop": v["accuracy_drop"], "embedding cosine": v["embedding_drift"]["cosine_mean"]}
-    if "detection" in metrics:
-        figures |= {"match rate": metrics["detection"]["match_rate"], "mean IoU": metrics["detection"]["mean_iou"]}
-    return figures
-
-
-def headline(figures: dict[str, float]) -> float:
-    """The task figure a variant is ranked by: accuracy, else detection match rate, else worst cosine."""
-    for key in ("accuracy", "match rate"):
-        if key in figures:
-            return figures[key]
-    return min(v for k, v in figures.items() if k.startswith("cosine "))
+def headline(figures: dict[str, float], task: Task) -> float:
+    """The figure a variant is ranked by: its task's headline (accuracy, match rate), else the worst cosine."""
+    return figures[task.headline] if task.headline else figures["worst output cosine"]
 
 
 def closeness(figures: dict[str, float]) -> float:
@@ -90,18 +78,17 @@ def run_variant(unit: VariantUnit) -> dict[str, Any]:
     with toolkit_output_to(unit.folder / "console.log"):
         run_dir = run(unit.recipe, unit.overrides, reports_dir=unit.folder / "reports",
                       models_dir=unit.folder / "models", calib_dir=unit.folder / "calib_data")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    figures = task_figures(metrics)
-    return {"run_dir": str(run_dir), "passed": metrics["passed"], "gates": metrics["gates"],
-            "figures": figures, "headline": headline(figures),
-            "rknn_bytes": metrics["provenance"]["artifact_bytes"],
-            "build_seconds": metrics["provenance"]["build_seconds"],
-            "npu_ms": (metrics.get("board") or {}).get("npu_ms"),  # the toolkit's estimate, with a board
+    results = RunResults.read(run_dir)
+    row_figures = figures(results.metrics, results.task)
+    return {"run_dir": str(run_dir), "passed": results.passed, "gates": results.metrics["gates"],
+            "figures": row_figures, "headline": headline(row_figures, results.task),
+            "rknn_bytes": results.rknn_bytes, "build_seconds": results.build_seconds,
+            "npu_ms": results.npu_ms,  # the toolkit's estimate, with a board
             "wall_seconds": round(time.perf_counter() - started, 1),
             "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
-def plan(recipe_arg: str, grid: dict[str, list[Any]], base: dict[str, Any], folder: Path,
+def plan(recipe_arg: str, loaded: LoadedRecipe, grid: dict[str, list[Any]], base: dict[str, Any], folder: Path,
          until_gates: bool) -> tuple[list[VariantUnit], list[dict[str, Any]]]:
     """Units to run (cheapest first for until_gates) and rows of variants the recipe check refuses."""
     units, refused = [], []
@@ -110,11 +97,11 @@ def plan(recipe_arg: str, grid: dict[str, list[Any]], base: dict[str, Any], fold
         name = f"v{index:02d}"
         overrides = base | fields
         try:
-            variant = load_recipe(recipe_arg, overrides).recipe
+            recipe = variant(loaded, fields).recipe
         except RkverifyError as exc:  # e.g. a dtype the target refuses: a row, not a crashed sweep
             refused.append({"variant": name, "fields": fields, "error": str(exc), "refused": True})
             continue
-        costs[name] = cost(variant)
+        costs[name] = cost(recipe)
         units.append(VariantUnit(recipe_arg, name, fields, overrides, folder / "variants" / name))
     if until_gates:
         units.sort(key=lambda u: costs[u.name])
@@ -125,8 +112,9 @@ def sweep(recipe_arg: str, grid: dict[str, list[Any]] | None, reports_dir: Path,
           until_gates: bool | None = None, ray_address: str | None = None,
           base: dict[str, Any] | None = None) -> Path:
     """Run the sweep; return its folder reports/<recipe>/sweeps/<sweep-id>/ (sweep.json, sweep.html)."""
-    base = load_recipe(recipe_arg, base).recipe.sweep.base | (base or {})
-    loaded = load_recipe(recipe_arg, base)
+    plain = load(recipe_arg, base)
+    base = plain.recipe.sweep.base | (base or {})
+    loaded = variant(plain, base)
     recipe = loaded.recipe
     # bad input every variant shares (a wrong field in sweep.base, a missing source) is said once, before any work
     check_paths(loaded)
@@ -138,7 +126,7 @@ def sweep(recipe_arg: str, grid: dict[str, list[Any]] | None, reports_dir: Path,
     ident = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{sha256_bytes(json.dumps(grid, default=str).encode())[:8]}"
     final = reports_dir / recipe.name / "sweeps" / ident
     with atomic_dir(final) as folder:
-        units, refused = plan(recipe_arg, grid, base, folder, until_gates)
+        units, refused = plan(recipe_arg, loaded, grid, base, folder, until_gates)
         rows = list(refused)
         batch = max(1, workers) if until_gates else max(1, len(units))
         stopped_at = None

@@ -11,15 +11,15 @@ from typing import Any, Protocol
 
 from convert.artifacts import sha256_bytes
 from verify.compare import agreement_per_input, summarise_outputs
-from verify.detection_agreement import detection_agreement
-from verify.recognition import Model, choose_pairs, pair_subset, verification_metrics
+from verify.recognition import Model, verification_metrics
 from verify.run_state import RunState
 from verify.runners import Runner, SimulatorSpec, run_all
+from verify.tasks import task_of
 
 
 class Measure(Protocol):
-    """measure(runner, variant_key, scratch_dir) -> metrics with "outputs" (+ "detection"/"verification",
-    the latter on the recipe's fixed subset of pairs; `verification=False` skips it)."""
+    """measure(runner, variant_key, scratch_dir) -> metrics with "outputs" and the task's own sections
+    (verification on the recipe's fixed subset of pairs; `verification=False` skips it)."""
 
     def __call__(self, runner: Runner, variant: str, scratch: Path, verification: bool = True) -> dict[str, Any]: ...
 
@@ -29,22 +29,15 @@ WholeSet = Callable[[list[str]], dict[str, Any] | None]
 
 
 def variant_measure(state: RunState) -> Measure:
-    """Verification on the recipe's fixed subset of pairs: analyses rank many variants, they must
-    not each cost a whole dataset."""
-    loaded, recipe, images, float_out, face_pass = state.loaded, state.recipe, state.images, state.outputs["float"], \
-        state.face_pass
-    cfg = recipe.evaluate.verification
-    subset = pair_subset(choose_pairs(cfg, loaded.path)[0], cfg.analysis_pairs) if cfg and face_pass else None
+    """A variant on the run's eval inputs, and on its task's figures as the task measures a variant."""
+    recipe, task = state.recipe, task_of(state.recipe)
 
     def measure(runner: Runner, variant: str, scratch: Path, verification: bool = True) -> dict[str, Any]:
-        out, _ = run_all(runner, images)
-        metrics: dict[str, Any] = {"outputs": summarise_outputs(agreement_per_input(recipe.outputs, float_out, out))}
-        if recipe.evaluate.task == "detection":
-            metrics["detection"] = detection_agreement(loaded, images, float_out, out, scratch)
-        if face_pass is not None and verification:
-            key = sha256_bytes(f"{face_pass.recognizers['quantized'].key}:{variant}".encode())
-            variant_pass = face_pass.with_quantized(Model(key, None, runner))
-            metrics["verification"], _ = verification_metrics(loaded, variant_pass, scratch, subset)
+        out, _ = run_all(runner, state.images)
+        metrics: dict[str, Any] = {"outputs": summarise_outputs(agreement_per_input(recipe.outputs,
+                                                                                    state.outputs["float"], out))}
+        if task.measure_variant is not None:
+            metrics |= task.measure_variant(state, runner, out, variant, scratch, verification)
         return metrics
 
     return measure

@@ -9,6 +9,8 @@ before building.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,47 +21,79 @@ from convert.preprocess import normalize
 from convert.recipe import LoadedRecipe
 from convert.source import SourceFiles
 from verify.compare import cosine
+from verify.runners import Runner
 
 # native -> ONNX must be a lossless translation; float32 rounding stays above this
 MIN_FRONTEND_COSINE = 0.999
-EXPORTER = {"keras-pb": "tf2onnx", "tflite": "tf2onnx.convert.from_tflite", "mxnet": "mxnet.onnx.export_model"}
+
+
+@dataclass(frozen=True)
+class Frontend:
+    """One source framework: how its model becomes ONNX and how it runs on its own framework."""
+
+    exporter: str | None  # what makes the ONNX (None: the source is ONNX already)
+    # (recipe, source files, ONNX path to write) -> (the ONNX, {graph parameter name: stored name})
+    to_onnx: Callable[[LoadedRecipe, SourceFiles, Path], tuple[Path, dict[str, str]]] | None = None
+    native_runner: Callable[[LoadedRecipe, SourceFiles], Runner] | None = None
+
+
+def _keras_pb_onnx(loaded: LoadedRecipe, files: SourceFiles, out: Path) -> tuple[Path, dict[str, str]]:
+    from convert.frontends import tensorflow_pb
+
+    return tensorflow_pb.to_onnx(files.model, loaded, out), {}
+
+
+def _keras_pb_runner(loaded: LoadedRecipe, files: SourceFiles) -> Runner:
+    from convert.frontends.tensorflow_pb import TensorflowRunner
+
+    return TensorflowRunner(files.model, loaded.recipe)
+
+
+def _tflite_onnx(loaded: LoadedRecipe, files: SourceFiles, out: Path) -> tuple[Path, dict[str, str]]:
+    from convert.frontends import tflite_file
+
+    return tflite_file.to_onnx(files.model, loaded, out), {}
+
+
+def _tflite_runner(loaded: LoadedRecipe, files: SourceFiles) -> Runner:
+    from convert.frontends.tflite_file import TfliteRunner
+
+    return TfliteRunner(files.model, loaded.recipe)
+
+
+def _mxnet_onnx(loaded: LoadedRecipe, files: SourceFiles, out: Path) -> tuple[Path, dict[str, str]]:
+    from convert.frontends import mxnet_symbol
+
+    return mxnet_symbol.to_onnx(files, loaded, out)
+
+
+def _mxnet_runner(loaded: LoadedRecipe, files: SourceFiles) -> Runner:
+    from convert.frontends.mxnet_symbol import MxnetRunner
+
+    return MxnetRunner(files, loaded)
+
+
+# source.framework -> its frontend (the frameworks' own modules import only when a recipe needs them)
+FRONTENDS: dict[str, Frontend] = {
+    "onnx": Frontend(None),
+    "pytorch-onnx": Frontend(None),
+    "keras-pb": Frontend("tf2onnx", _keras_pb_onnx, _keras_pb_runner),
+    "tflite": Frontend("tf2onnx.convert.from_tflite", _tflite_onnx, _tflite_runner),
+    "mxnet": Frontend("mxnet.onnx.export_model", _mxnet_onnx, _mxnet_runner),
+}
 
 
 def source_to_onnx(loaded: LoadedRecipe, files: SourceFiles, out_path: Path) -> tuple[Path, dict[str, str]]:
     """The ONNX the canonical graph starts from (the source itself, or a frontend's conversion), and
     the parameters a frontend loaded under another name than the graph gives ({graph name: stored name})."""
-    framework = loaded.recipe.source.framework
-    if framework == "keras-pb":
-        from convert.frontends import tensorflow_pb
-
-        return tensorflow_pb.to_onnx(files.model, loaded, out_path), {}
-    if framework == "tflite":
-        from convert.frontends import tflite_file
-
-        return tflite_file.to_onnx(files.model, loaded, out_path), {}
-    if framework == "mxnet":
-        from convert.frontends import mxnet_symbol
-
-        return mxnet_symbol.to_onnx(files, loaded, out_path)
-    return files.model, {}
+    frontend = FRONTENDS[loaded.recipe.source.framework]
+    return frontend.to_onnx(loaded, files, out_path) if frontend.to_onnx else (files.model, {})
 
 
-def native_runner(loaded: LoadedRecipe, files: SourceFiles):
-    """A runner (verify.runners.Runner) of the source on its own framework, or None for ONNX sources."""
-    framework = loaded.recipe.source.framework
-    if framework == "keras-pb":
-        from convert.frontends.tensorflow_pb import TensorflowRunner
-
-        return TensorflowRunner(files.model, loaded.recipe)
-    if framework == "tflite":
-        from convert.frontends.tflite_file import TfliteRunner
-
-        return TfliteRunner(files.model, loaded.recipe)
-    if framework == "mxnet":
-        from convert.frontends.mxnet_symbol import MxnetRunner
-
-        return MxnetRunner(files, loaded)
-    return None
+def native_runner(loaded: LoadedRecipe, files: SourceFiles) -> Runner | None:
+    """A runner of the source on its own framework, or None for ONNX sources."""
+    frontend = FRONTENDS[loaded.recipe.source.framework]
+    return frontend.native_runner(loaded, files) if frontend.native_runner else None
 
 
 def check_against_native(loaded: LoadedRecipe, files: SourceFiles, onnx_path: Path,
@@ -94,7 +128,7 @@ def check_against_native(loaded: LoadedRecipe, files: SourceFiles, onnx_path: Pa
     bad = {n: c for n, c in worst.items() if c < MIN_FRONTEND_COSINE}
     if bad:
         framework = recipe.source.framework
-        raise RkverifyError(loaded.path, "outputs", f"the ONNX made by {EXPORTER[framework]} disagrees with "
+        raise RkverifyError(loaded.path, "outputs", f"the ONNX made by {FRONTENDS[framework].exporter} disagrees with "
                             f"{framework} itself: cosine {', '.join(f'{n} {c:.4f}' for n, c in bad.items())}",
                             "cut the graph before the op that converts wrongly (set outputs to an earlier tensor)")
     return worst

@@ -13,7 +13,7 @@ import onnx
 from convert.artifacts import atomic_path
 from convert.errors import RkverifyError
 from convert.frameworks import import_mxnet
-from convert.onnx_prep import closest
+from convert.graph_names import GraphNames, check_names
 from convert.preprocess import normalize
 from convert.recipe import LoadedRecipe
 from convert.source import SourceFiles
@@ -43,18 +43,12 @@ def load_symbol(files: SourceFiles, loaded: LoadedRecipe) -> tuple[Any, dict[str
         raise RkverifyError(files.model, "source", f"not an MXNet symbol + params pair ({exc})",
                             "give the <prefix>-symbol.json and <prefix>-<epoch>.params saved together") from None
     params = {key.split(":", 1)[-1]: value for key, value in saved.items()}
-    data_names = [a for a in symbol.list_arguments() if a not in params]
-    if recipe.input.name not in data_names:
-        raise RkverifyError(loaded.path, "inputs.0.name", f"no data input '{recipe.input.name}' in the symbol",
-                            f"use one of: {', '.join(closest(recipe.input.name, data_names))}")
-    renamed = _statistics_by_other_spelling(mx, symbol, params, files, loaded)
-    params |= {wanted: params[stored] for wanted, stored in renamed.items()}
+    data_names: dict[str, list[int] | None] = {a: None for a in symbol.list_arguments() if a not in params}
     internals = symbol.get_internals()
     nodes = [o.removesuffix(OUTPUT_SUFFIX) for o in internals.list_outputs() if o.endswith(OUTPUT_SUFFIX)]
-    for index, name in enumerate(recipe.outputs):
-        if name not in nodes:
-            raise RkverifyError(loaded.path, f"outputs.{index}", f"no node named '{name}' in the symbol",
-                                f"closest real names: {', '.join(closest(name, nodes))}")
+    check_names(GraphNames(data_names, nodes, "the symbol", input_noun="data input"), loaded, recipe.input)
+    renamed = _statistics_by_other_spelling(mx, symbol, params, files, loaded)
+    params |= {wanted: params[stored] for wanted, stored in renamed.items()}
     cut = mx.sym.Group([internals[name + OUTPUT_SUFFIX] for name in recipe.outputs])
     return cut, params, renamed
 

@@ -11,7 +11,7 @@ import numpy as np
 from convert.artifacts import atomic_path
 from convert.errors import RkverifyError
 from convert.frameworks import import_tensorflow, import_tf2onnx
-from convert.onnx_prep import closest
+from convert.graph_names import GraphNames, check_names
 from convert.preprocess import normalize
 from convert.recipe import LoadedRecipe, Recipe
 
@@ -29,29 +29,20 @@ def read_graph(path: Path) -> Any:
     return graph
 
 
-def check_names(graph: Any, loaded: LoadedRecipe) -> None:
+def check_tf_names(graph: Any, loaded: LoadedRecipe) -> None:
     """Input must be a Placeholder tensor, outputs existing tensors, shapes NHWC like the placeholder's."""
-    recipe = loaded.recipe
-    placeholders = {f"{n.name}:0": n for n in graph.node if n.op == "Placeholder"}
-    spec = recipe.input
-    if spec.name not in placeholders:
-        raise RkverifyError(loaded.path, "inputs.0.name", f"no placeholder tensor '{spec.name}' in the graph",
-                            f"use one of: {', '.join(closest(spec.name, list(placeholders)))}")
-    dims = [d.size for d in placeholders[spec.name].attr["shape"].shape.dim]
-    if dims and (len(dims) != 4 or any(d not in (-1, s) for d, s in zip(dims, spec.shape))):
-        raise RkverifyError(loaded.path, "inputs.0.shape", f"placeholder '{spec.name}' is {dims} (NHWC, -1 = any), "
-                            f"recipe gives {spec.shape}", "give [1, H, W, C] matching the placeholder")
+    placeholders = {f"{n.name}:0": [d.size for d in n.attr["shape"].shape.dim] or None
+                    for n in graph.node if n.op == "Placeholder"}
     tensors = [f"{n.name}:0" for n in graph.node if n.op not in ("Const", "NoOp")]
-    for index, name in enumerate(recipe.outputs):
-        if name not in tensors:
-            raise RkverifyError(loaded.path, f"outputs.{index}", f"no tensor named '{name}' in the graph",
-                                f"closest real names: {', '.join(closest(name, tensors))}")
+    check_names(GraphNames(placeholders, tensors, "the graph", input_noun="placeholder tensor",
+                           shape_noun="placeholder", shape_fix="give [1, H, W, C] matching the placeholder"),
+                loaded, loaded.recipe.input)
 
 
 def to_onnx(pb_path: Path, loaded: LoadedRecipe, out_path: Path) -> Path:
     """tf2onnx at the recipe's fixed shape, cut at its outputs, input transposed to NCHW."""
     graph = read_graph(pb_path)
-    check_names(graph, loaded)
+    check_tf_names(graph, loaded)
     tf2onnx = import_tf2onnx()
     recipe = loaded.recipe
     spec = recipe.input

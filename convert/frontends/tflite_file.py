@@ -13,7 +13,7 @@ import numpy as np
 from convert.artifacts import atomic_path
 from convert.errors import RkverifyError
 from convert.frameworks import import_tensorflow, import_tf2onnx
-from convert.onnx_prep import closest
+from convert.graph_names import GraphNames, check_names
 from convert.preprocess import normalize
 from convert.recipe import PROJECT_ROOT, LoadedRecipe, Recipe
 
@@ -46,23 +46,12 @@ def refuse_quantized(path: Path, model: Any) -> None:
                                 "dataset), or the Keras model it came from as a frozen .pb (framework: keras-pb)")
 
 
-def check_names(path: Path, model: Any, loaded: LoadedRecipe) -> None:
+def check_tflite_names(path: Path, model: Any, loaded: LoadedRecipe) -> None:
     """The recipe's input is one of the model's inputs at its shape; its outputs are tensors."""
-    recipe = loaded.recipe
-    inputs = {d["name"]: d for d in model.get_input_details()}
-    spec = recipe.input
-    if spec.name not in inputs:
-        raise RkverifyError(loaded.path, "inputs.0.name", f"no input '{spec.name}' in {path.name}",
-                            f"use one of: {', '.join(closest(spec.name, list(inputs)))}")
-    shape = [int(d) for d in inputs[spec.name]["shape_signature"]]
-    if len(shape) != 4 or any(d not in (-1, s) for d, s in zip(shape, spec.shape)):
-        raise RkverifyError(loaded.path, "inputs.0.shape", f"input '{spec.name}' is {shape} (NHWC, -1 = any), "
-                            f"recipe gives {spec.shape}", "give [1, H, W, C] matching the model's input")
+    inputs: dict[str, list[int] | None] = {d["name"]: [int(x) for x in d["shape_signature"]]
+                                         for d in model.get_input_details()}
     tensors = [d["name"] for d in model.get_tensor_details()]
-    for index, name in enumerate(recipe.outputs):
-        if name not in tensors:
-            raise RkverifyError(loaded.path, f"outputs.{index}", f"no tensor named '{name}' in {path.name}",
-                                f"closest real names: {', '.join(closest(name, tensors))}")
+    check_names(GraphNames(inputs, tensors, path.name), loaded, loaded.recipe.input)
 
 
 def to_onnx(path: Path, loaded: LoadedRecipe, out_path: Path) -> Path:
@@ -73,7 +62,7 @@ def to_onnx(path: Path, loaded: LoadedRecipe, out_path: Path) -> Path:
     model = interpreter(path)
     # name the user's file, not the verified copy under models/
     refuse_quantized(PROJECT_ROOT / recipe.source.path if recipe.source.path else path, model)
-    check_names(path, model, loaded)
+    check_tflite_names(path, model, loaded)
     tf2onnx = import_tf2onnx()
     spec = recipe.input
     with atomic_path(out_path) as tmp:
