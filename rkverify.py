@@ -8,9 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from convert.errors import RkverifyError
 from convert.faults import BAD_INPUT, FAILED, GATE_FAILED, PASSED, report_failure
-from convert.recipe import REPORTS_DIR
+from core.errors import RkverifyError
+from core.recipe import REPORTS_DIR
 from verify.run import convert_all, run  # noqa: F401  (the library's API, used by tests)
 from verify.samples import few_lines
 
@@ -48,8 +48,8 @@ def parse_grid(pairs: list[str]) -> dict[str, list[object]]:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
+    from verify.engines.workers import default_workers
     from verify.sweep import sweep
-    from verify.workers import default_workers
 
     folder = sweep(args.recipe, parse_grid(args.grid), args.reports, args.workers or default_workers(),
                    args.until_gates, args.ray, parse_overrides(args.overrides))
@@ -122,12 +122,12 @@ def command(args: argparse.Namespace) -> int:
             problem = "has no metrics.json" if args.run_dir.is_dir() else "does not exist"
             raise RkverifyError(args.run_dir, "", f"run folder {problem}",
                                 "give a run folder, reports/<recipe>/<run-id>/ (see reports/index.html)")
-        from verify.report import render_report
+        from verify.report.run_report import render_report
 
         print(render_report(args.run_dir))
         return PASSED
     if args.command == "view":
-        from verify.netron_view import model_to_view, serve
+        from verify.report.netron_view import model_to_view, serve
 
         serve(model_to_view(args.target, args.rknn), args.port)
         return PASSED

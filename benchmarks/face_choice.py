@@ -18,20 +18,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from convert.artifacts import tool_versions, utc_now, write_json_atomic  # noqa: E402
 from convert.pipeline import convert_recipe  # noqa: E402
-from convert.preprocess import read_bgr  # noqa: E402
-from convert.recipe import PROJECT_ROOT  # noqa: E402
-from verify.cache import SHARED_CACHE_DIR, VectorCache  # noqa: E402
-from verify.face_pass import FaceSettings, PassJob, run_job  # noqa: E402
-from verify.faces import choose  # noqa: E402
+from core.artifacts import tool_versions, utc_now, write_json_atomic  # noqa: E402
+from core.pixels import read_bgr  # noqa: E402
+from core.recipe import PROJECT_ROOT  # noqa: E402
+from verify.engines.cache import SHARED_CACHE_DIR, VectorCache  # noqa: E402
+from verify.engines.run_models import detector_of  # noqa: E402
+from verify.engines.runners import OnnxSpec  # noqa: E402
+from verify.face.face_pass import FaceSettings, PassJob, run_job  # noqa: E402
+from verify.face.faces import FaceChoice, choose  # noqa: E402
+from verify.face.recognition import choose_pairs, image_hashes, protocol_folds  # noqa: E402
+from verify.face.verification_metrics import squared_distance, verification_report  # noqa: E402
 from verify.recipes import load  # noqa: E402
-from verify.recognition import choose_pairs, image_hashes, protocol_folds  # noqa: E402
-from verify.run_models import detector_of  # noqa: E402
-from verify.runners import OnnxSpec  # noqa: E402
-from verify.verification_metrics import squared_distance, verification_report  # noqa: E402
 
-CHOICES = ("central", "largest", "score")
+CHOICES: tuple[FaceChoice, ...] = ("central", "largest", "score")
 
 
 def main() -> int:
@@ -74,9 +74,12 @@ def main() -> int:
     several = [p for p in paths if len(rows.entries[sha[p]]) > 1]
     differ = 0
     for path in several:
-        hw = read_bgr(path).shape[:2]
-        differ += not np.array_equal(choose(rows.entries[sha[path]], "central", hw),
-                                     choose(rows.entries[sha[path]], "largest", hw))
+        height, width = read_bgr(path).shape[:2]
+        central = choose(rows.entries[sha[path]], "central", (height, width))
+        largest = choose(rows.entries[sha[path]], "largest", (height, width))
+        same_face = (central is None and largest is None) or (
+            central is not None and largest is not None and np.array_equal(central, largest))
+        differ += not same_face
     out = PROJECT_ROOT / "reports" / "benchmarks" / f"face_choice-{recipe.name}.json"
     write_json_atomic(out, {"recipe": recipe.name, "dataset": dataset, "folds": [f + 1 for f in pairs.folds_used],
                             "pairs": len(pairs.pairs), "images": len(paths), "images_with_several_faces": len(several),

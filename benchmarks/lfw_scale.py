@@ -29,9 +29,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import rkverify  # noqa: E402
-from convert.artifacts import tool_versions, utc_now, write_json_atomic  # noqa: E402
-from convert.recipe import PROJECT_ROOT  # noqa: E402
-from verify.cache import SHARED_CACHE_DIR  # noqa: E402
+from core.artifacts import tool_versions, utc_now, write_json_atomic  # noqa: E402
+from core.recipe import PROJECT_ROOT  # noqa: E402
+from verify.engines.cache import SHARED_CACHE_DIR  # noqa: E402
 
 VERIFY_STEP = "face verification, float vs quantized"
 NO_ANALYSES: dict[str, object] = {"analysis.sensitivity_layers": 0, "analysis.calibration_resamples": 0, "analysis.toolkit_proposal": False}

@@ -15,14 +15,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from convert.artifacts import tool_versions, utc_now, write_json_atomic  # noqa: E402
-from convert.recipe import PROJECT_ROOT  # noqa: E402
+from core.artifacts import tool_versions, utc_now, write_json_atomic  # noqa: E402
+from core.recipe import PROJECT_ROOT  # noqa: E402
 from verify.sweep import sweep  # noqa: E402
 
-GRID = {"quantization.method": ["channel", "layer"], "quantization.calibration.size": [8, 16]}
+GRID: dict[str, list[Any]] = {"quantization.method": ["channel", "layer"], "quantization.calibration.size": [8, 16]}
 LEAN = {"analysis.sensitivity_layers": 0, "analysis.preprocess_check": False, "evaluate.count": 3,
         "evaluate.layer_analysis_images": 1}
 

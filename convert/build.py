@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from convert.artifacts import atomic_path, sha256_file, tool_versions, utc_now, write_json_atomic
 from convert.hybrid import hybrid_base, hybrid_build
-from convert.recipe import LoadedRecipe
 from convert.rknn_build import Toolkit, quantized_build, refuse_known_crash
+from core.artifacts import atomic_path, sha256_file, tool_versions, utc_now, write_json_atomic
+from core.recipe import LoadedRecipe
 
 
 @dataclass

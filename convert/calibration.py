@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from convert.artifacts import atomic_dir, sha256_bytes, sha256_file
-from convert.errors import RkverifyError
-from convert.preprocess import prepare, resolve_images
-from convert.recipe import LoadedRecipe
+from core.artifacts import atomic_dir, sha256_bytes, sha256_file
+from core.errors import RkverifyError
+from core.pixels import prepare, resolve_images
+from core.recipe import LoadedRecipe
 
 LIST_FILE = "dataset.txt"
 MANIFEST = "manifest.json"

@@ -13,7 +13,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from convert.errors import RkverifyError
+from core.errors import RkverifyError
 
 PASSED, GATE_FAILED, BAD_INPUT, FAILED, INTERRUPTED = 0, 1, 2, 3, 130
 STEP_NOTE = "during step: "  # convert.progress.step adds it to an exception that leaves a step

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from types import ModuleType
 
-from convert.errors import RkverifyError
+from core.errors import RkverifyError
 
 FIELD = "source.framework"
 INSTALL = "pip install -r requirements/base.txt (tox.ini does), or convert the model to ONNX elsewhere " \

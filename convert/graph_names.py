@@ -5,8 +5,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from convert.errors import RkverifyError
-from convert.recipe import InputSpec, LoadedRecipe
+from core.errors import RkverifyError
+from core.recipe import InputSpec, LoadedRecipe
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import yaml
 
-from convert.artifacts import atomic_dir, sha256_bytes, sha256_file
 from convert.calibration import absolute_list
-from convert.errors import RkverifyError
-from convert.recipe import LoadedRecipe
 from convert.rknn_build import Toolkit, scratch_dir
+from core.artifacts import atomic_dir, sha256_bytes, sha256_file
+from core.errors import RkverifyError
+from core.recipe import LoadedRecipe
 
 FLOAT = "float16"
 PROPOSAL_INPUTS = 4  # calibration inputs the toolkit's proposal search runs on

@@ -8,10 +8,10 @@ import onnx
 import onnx.utils
 import onnxsim
 
-from convert.artifacts import atomic_path
-from convert.errors import RkverifyError
 from convert.graph_names import GraphNames, check_names
-from convert.recipe import InputSpec, LoadedRecipe
+from core.artifacts import atomic_path
+from core.errors import RkverifyError
+from core.recipe import InputSpec, LoadedRecipe
 
 
 def tensor_names(model: onnx.ModelProto) -> list[str]:

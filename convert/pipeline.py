@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.artifacts import sha256_bytes, sha256_file, tool_versions
 from convert.build import RknnBuild, build_rknn
 from convert.calibration import build_calibration_set, calibration_manifest
 from convert.frontends import FRONTENDS, check_against_native, source_to_onnx
 from convert.onnx_prep import GraphCheck, prepare_onnx
 from convert.progress import step
-from convert.recipe import CALIB_DIR, FLOAT16, MODELS_DIR, LoadedRecipe
 from convert.source import SourceFiles, obtain_source
+from core.artifacts import sha256_bytes, sha256_file, tool_versions
+from core.recipe import CALIB_DIR, FLOAT16, MODELS_DIR, LoadedRecipe
 
 NATIVE_CHECK_INPUTS = 4  # calibration inputs the frontend's ONNX is checked on against the framework
 

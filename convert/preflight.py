@@ -3,9 +3,10 @@ framework is imported, so a missing file answers in well under a second instead 
 imports. The heavy steps check the same things again where they use them."""
 from __future__ import annotations
 
-from convert.errors import RkverifyError
-from convert.recipe import PROJECT_ROOT, ImageSource, LoadedRecipe
-from convert.source import WHEELS_DIR, package_dir
+from convert.source import WHEELS_DIR
+from core.errors import RkverifyError
+from core.packages import package_dir
+from core.recipe import PROJECT_ROOT, ImageSource, LoadedRecipe
 
 
 def check_paths(loaded: LoadedRecipe) -> None:

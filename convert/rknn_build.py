@@ -14,11 +14,11 @@ from pathlib import Path
 
 import onnx
 
-from convert.artifacts import tool_versions
 from convert.calibration import absolute_list
-from convert.errors import RkverifyError
-from convert.recipe import LoadedRecipe
 from convert.toolkit_log import last_error, toolkit_output_to
+from core.artifacts import tool_versions
+from core.errors import RkverifyError
+from core.recipe import LoadedRecipe
 
 # Toolkit failures whose cause we know: (text in its log or exception, recipe field, fix)
 KNOWN_FAILURES = [

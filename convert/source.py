@@ -9,10 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from convert.artifacts import sha256_bytes, sha256_file, write_bytes_atomic
-from convert.errors import RkverifyError
-from convert.recipe import PROJECT_ROOT, LoadedRecipe, Source
 from convert.source_check import check_source_bytes
+from core.artifacts import sha256_bytes, sha256_file, write_bytes_atomic
+from core.errors import RkverifyError
+from core.packages import package_dir
+from core.recipe import PROJECT_ROOT, LoadedRecipe, Source
 
 SOURCE_SUFFIX = {"onnx": ".onnx", "pytorch-onnx": ".onnx", "keras-pb": ".pb", "tflite": ".tflite",
                  "mxnet": "-symbol.json"}
@@ -26,16 +27,6 @@ class SourceFiles:
     model: Path
     params: Path | None
     sha256: str  # of the model file (and params, for mxnet: both hashes joined)
-
-
-def package_dir(distribution: str) -> Path:
-    """Folder of an installed distribution's files (its site-packages root), without importing it."""
-    try:
-        dist = importlib.metadata.distribution(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        raise RkverifyError("environment", "", f"package '{distribution}' is not installed",
-                            f"pip install {distribution} (tox.ini installs it for the recipes here)") from None
-    return Path(str(dist.locate_file("")))
 
 
 def _wheel_bytes(requirement: str, member: str, recipe_path: Path) -> bytes:

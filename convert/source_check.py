@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import get_args
 
-from convert.errors import RkverifyError
-from convert.recipe import Source
+from core.errors import RkverifyError
+from core.recipe import Source
 
 # what each format looks like to a user, and the framework that reads it (None: none here does)
 FORMATS: dict[str, tuple[str, str | None]] = {

@@ -6,7 +6,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from convert.recipe import PROJECT_ROOT
+from core.recipe import PROJECT_ROOT
 
 
 @dataclass

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from convert.recipe import PROJECT_ROOT
-from verify.report import render_index
+from core.recipe import PROJECT_ROOT
+from verify.report.run_report import render_index
 
 RECIPES = PROJECT_ROOT / "convert" / "recipes"
 
@@ -19,7 +19,7 @@ CI_VERIFICATION = {"evaluate.verification.max_folds": 1}
 
 
 def ci_overrides(name: str) -> dict[str, object]:
-    from convert.recipe import load_recipe
+    from core.recipe import load_recipe
 
     return CI_VERIFICATION if load_recipe(name).recipe.evaluate.verification is not None else {}
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 import rkverify
-from convert.artifacts import sha256_file
-from convert.preprocess import prepare, resolve_images
-from convert.recipe import PROJECT_ROOT, load_recipe
+from core.artifacts import sha256_file
+from core.pixels import prepare, resolve_images
+from core.recipe import PROJECT_ROOT, load_recipe
 from tests.conftest import CI_VERIFICATION
-from verify.calibration_audit import audit
-from verify.layers import tensor_stats
-from verify.preprocess_check import check_preprocessing
+from verify.analyses.calibration_audit import audit
+from verify.analyses.layers import tensor_stats
+from verify.analyses.preprocess_check import check_preprocessing
 
 RECOGNIZER = "arcface-mobilefacenet"
 

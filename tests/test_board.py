@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from convert.errors import RkverifyError
-from verify.board import preflight
+from core.errors import RkverifyError
+from verify.engines.board import preflight
 
 FAKE_ADB = r"""#!/usr/bin/env bash
 # answers like adb for the case in $FAKE_ADB_CASE
@@ -76,13 +76,13 @@ def test_several_devices_with_one_chosen(fake_adb) -> None:
 
 def test_adb_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr("verify.board.adb_path", lambda: None)  # hide the toolkit's bundled adb too
+    monkeypatch.setattr("verify.engines.board.adb_path", lambda: None)  # hide the toolkit's bundled adb too
     with pytest.raises(RkverifyError, match="adb is not on PATH"):
         preflight(None, "2.5.0")
 
 
 def test_toolkit_bundled_adb_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from verify.board import adb_path
+    from verify.engines.board import adb_path
 
     monkeypatch.setenv("PATH", str(tmp_path))
     found = adb_path()
@@ -91,8 +91,8 @@ def test_toolkit_bundled_adb_is_found(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_board_runner_without_a_board_fails_clearly(tmp_path: Path) -> None:
     """The real toolkit and its own adb: with no board attached, init_runtime fails with one message."""
-    from convert.recipe import PROJECT_ROOT
-    from verify.runners import RknnRunner, board_loader
+    from core.recipe import PROJECT_ROOT
+    from verify.engines.runners import RknnRunner, board_loader
 
     model = PROJECT_ROOT / "models" / "retinaface" / "retinaface-w8a8-rk3588.rknn"
     if not model.is_file():

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from convert.recipe import PROJECT_ROOT
+from core.recipe import PROJECT_ROOT
 
 MISSING = "../rkverify-no-shared/"  # stands in for ../shared/ on a machine that has none
 PACKAGE_PHOTOS = {"t1.jpg", "Tom_Hanks_54745.png", "grace_hopper.jpg", "road_300x300.jpg"}  # scenes with people

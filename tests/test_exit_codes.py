@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from convert.artifacts import sha256_file
-from convert.recipe import PROJECT_ROOT, DetectionEval
+from core.artifacts import sha256_file
+from core.recipe import PROJECT_ROOT, DetectionEval
 from tests.cli import rkverify
-from verify.detection import priors
+from verify.face.detection import priors
 
 HEAVY = ("rknn", "torch", "tensorflow", "mxnet", "onnx", "onnxruntime", "onnxsim", "cv2")
 

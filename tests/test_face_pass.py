@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.preprocess import people_in_pairs
-from verify.cache import VectorCache
-from verify.faces import choose
-from verify.lfw import Pair, PairSet
-from verify.recognition import pair_subset, protocol_folds
+from core.pairs_file import people_in_pairs
+from verify.engines.cache import VectorCache
+from verify.face.faces import choose
+from verify.face.lfw import Pair, PairSet
+from verify.face.recognition import pair_subset, protocol_folds
 
 
 def face_row(x1: float, y1: float, x2: float, y2: float, score: float) -> np.ndarray:
@@ -61,9 +61,9 @@ def test_face_pass_serial_two_workers_and_ray_agree(tmp_path: Path) -> None:
     import rkverify
     from convert.pipeline import release
     from tests.conftest import CI_VERIFICATION
-    from verify.recognition import FacePass, choose_pairs, verification_metrics
-    from verify.run_models import detector_of, recognizer_models, rknn_runner
-    from verify.runners import OnnxRuntimeRunner, active
+    from verify.engines.run_models import detector_of, recognizer_models, rknn_runner
+    from verify.engines.runners import OnnxRuntimeRunner, active
+    from verify.face.recognition import FacePass, choose_pairs, verification_metrics
 
     loaded, artifacts, detector = rkverify.convert_all("arcface-mobilefacenet", CI_VERIFICATION)
     recipe = loaded.recipe

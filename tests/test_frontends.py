@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from convert.recipe import PROJECT_ROOT
 from convert.rknn_build import known_failure
+from core.recipe import PROJECT_ROOT
 from tests.test_recipe_errors import run_cli
 
 TF_RECIPE = "retinaface-tf"
@@ -100,11 +100,11 @@ def test_pad_before_depthwise_crashes_the_raw_graph_not_the_canonical_one(tmp_pa
     import onnx
 
     from convert.build import build_rknn
-    from convert.errors import RkverifyError
     from convert.frontends import source_to_onnx
     from convert.onnx_prep import prepare_onnx
-    from convert.recipe import load_recipe
     from convert.source import obtain_source
+    from core.errors import RkverifyError
+    from core.recipe import load_recipe
 
     loaded = load_recipe("keras-mobilefacenet", {"build.disable_rules": []})
     files = obtain_source(loaded, tmp_path)
@@ -130,8 +130,8 @@ def test_integer_quantized_tflite_is_refused(recipe_copy, capsys, tmp_path) -> N
     small real Keras model) has no float model left to compare against: one line, and the fix."""
     import numpy as np
 
-    from convert.artifacts import sha256_file
     from convert.frameworks import import_tensorflow
+    from core.artifacts import sha256_file
 
     tf = import_tensorflow()
     tf.keras.utils.set_random_seed(0)
@@ -182,8 +182,8 @@ def test_mxnet_retinaface_as_released_loads_its_own_statistics(fresh_run) -> Non
 def test_mxnet_params_without_the_statistics_is_one_clear_error(recipe_copy, capsys, tmp_path) -> None:
     """The same symbol with a params file that holds its BatchNorm statistics under neither
     spelling: one line naming both spellings, nothing built."""
-    from convert.artifacts import sha256_file
     from convert.frameworks import import_mxnet
+    from core.artifacts import sha256_file
 
     mx = import_mxnet()
     released = "../shared/models/retinaface-mnet25-mxnet/mnet.25-0000.params"

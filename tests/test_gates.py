@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from convert.recipe import load_recipe
+from core.recipe import load_recipe
 from tests.conftest import RECIPE_NAMES
 
 

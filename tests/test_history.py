@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from verify.history import compare_runs, index_rows
-from verify.report import render_index
+from verify.report.run_report import render_index
 
 
 def copy_run(run: Path, reports: Path, run_id: str) -> Path:

@@ -9,10 +9,10 @@ import pytest
 
 import rkverify
 from convert.calibration import build_calibration_set
-from convert.errors import RkverifyError
 from convert.onnx_prep import prepare_onnx
-from convert.recipe import load_recipe
 from convert.source import obtain_source
+from core.errors import RkverifyError
+from core.recipe import load_recipe
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

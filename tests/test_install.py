@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from convert.recipe import PROJECT_ROOT
+from core.recipe import PROJECT_ROOT
 
 REQUIREMENTS = PROJECT_ROOT / "requirements"
 INSTALL_FILES = [*sorted(REQUIREMENTS.glob("*.txt")), PROJECT_ROOT / "tox.ini"]

@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pandas as pd
 
-from convert.recipe import DetectionEval
-from verify.align import ARCFACE_112, align
-from verify.compare import cosine, input_sensitivity, output_agreement
-from verify.detection import Detections, agreement, decode, insightface_anchors, nms, priors, summarise
-from verify.layers import aggregate, parse_error_analysis
+from core.compare import cosine, input_sensitivity, output_agreement
+from core.recipe import DetectionEval
+from verify.analyses.layers import aggregate, parse_error_analysis
+from verify.face.align import ARCFACE_112, align
+from verify.face.detection import Detections, agreement, decode, insightface_anchors, nms, priors, summarise
 
 
 def test_output_agreement_known_values() -> None:
@@ -164,7 +164,7 @@ def test_board_columns_are_read_when_present() -> None:
 
 
 def test_a_gate_on_an_unmeasured_figure_fails() -> None:
-    from convert.recipe import Gates
+    from core.recipe import Gates
     from verify.gates import evaluate_gates
 
     metrics = {"outputs": {"y": {"cosine": {"mean": 0.995}, "sqnr_db": {"mean": 30.0}}}}
@@ -177,8 +177,8 @@ def test_a_gate_on_an_unmeasured_figure_fails() -> None:
 
 def test_stage_attribution_names_the_stage_that_loses_most() -> None:
     """native -> ONNX -> fp16 -> int8 -> board: the board stage here loses the most and is named."""
-    from convert.recipe import load_recipe
-    from verify.stages import stage_attribution
+    from core.recipe import load_recipe
+    from verify.analyses.stages import stage_attribution
 
     rng = np.random.default_rng(0)
     recipe = load_recipe("arcface-mobilefacenet").recipe

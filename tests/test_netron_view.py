@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 import rkverify
-from convert.artifacts import sha256_bytes, sha256_file
 from convert.onnx_prep import prepare_onnx
-from convert.recipe import PROJECT_ROOT, load_recipe
 from convert.source import obtain_source
-from verify.netron_view import model_to_view
+from core.artifacts import sha256_bytes, sha256_file
+from core.recipe import PROJECT_ROOT, load_recipe
+from verify.report.netron_view import model_to_view
 
 LISTEN = "0A"  # TCP state in the kernel's socket tables
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy

@@ -5,11 +5,11 @@ import math
 
 import numpy as np
 
-from convert.recipe import Gates, load_recipe
-from verify.compare import agreement_per_input, summarise_outputs
+from core.compare import agreement_per_input, summarise_outputs
+from core.recipe import Gates, load_recipe
+from verify.analyses.stages import stage_attribution
 from verify.gates import evaluate_gates
-from verify.report import format_number
-from verify.stages import stage_attribution
+from verify.report.run_report import format_number
 
 
 def outputs(scale_live: float, dead: np.ndarray, rng: np.random.Generator) -> list[dict[str, np.ndarray]]:

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 import rkverify
-from convert.errors import RkverifyError
-from convert.recipe import load_recipe
+from core.errors import RkverifyError
+from core.recipe import load_recipe
 
 
 def run_cli(path: Path, capsys: pytest.CaptureFixture, *extra: str) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from verify.report import render_index
+from verify.report.run_report import render_index
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # flags this machine needs: no sandbox as root, and no background calls to Google's hosts

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from convert.artifacts import sha256_file
-from convert.recipe import PROJECT_ROOT, load_recipe
-from verify.report import render_report
+from core.artifacts import sha256_file
+from core.recipe import PROJECT_ROOT, load_recipe
+from verify.report.run_report import render_report
 
 RECIPE = load_recipe("retinaface")
 

@@ -10,11 +10,11 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto
 
-from convert.artifacts import sha256_file
-from convert.errors import RkverifyError
 from convert.onnx_prep import prepare_onnx
-from convert.recipe import load_recipe
 from convert.source import obtain_source
+from core.artifacts import sha256_file
+from core.errors import RkverifyError
+from core.recipe import load_recipe
 from tests import tiny_models
 from tests.test_input_errors import snapshot
 

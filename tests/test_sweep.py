@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from convert.recipe import load_recipe
+from core.recipe import load_recipe
 from verify.sweep import best_variant, cost, grid_variants
 
 # mmse would take minutes per 640x640 build: the test sweeps what is quick to build
@@ -41,8 +41,8 @@ def test_best_variant_prefers_the_task_figure_then_closeness_then_the_smaller_mo
 
 
 def test_a_board_adds_the_npu_time_plot_and_its_own_pareto_front(tmp_path: Path) -> None:
-    from verify.board_run import npu_time_ms
-    from verify.sweep_report import pareto, render_sweep
+    from verify.analyses.board_run import npu_time_ms
+    from verify.report.sweep_report import pareto, render_sweep
 
     # eval_perf's total, wherever it sits in the dict; microseconds when the key says so
     assert npu_time_ms({"layers": [], "summary": {"Total Operator Elapsed Time(us)": 4200}}) == 4.2

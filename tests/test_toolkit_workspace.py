@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from convert.recipe import PROJECT_ROOT
+from core.recipe import PROJECT_ROOT
 
 NOT_OURS = {".git", ".tox", ".ci-venv"}  # git's store and installed environments
 TOOLKIT_BARS = ("GraphPreparing", "SessionPreparing")

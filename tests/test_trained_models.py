@@ -6,10 +6,10 @@ import json
 import os
 from pathlib import Path
 
-from convert.artifacts import sha256_file
-from convert.recipe import PROJECT_ROOT, load_recipe
-from verify.cache import VectorCache
-from verify.compare import cosine
+from core.artifacts import sha256_file
+from core.compare import cosine
+from core.recipe import PROJECT_ROOT, load_recipe
+from verify.engines.cache import VectorCache
 
 
 def metrics_of(run_dir: Path) -> dict:
@@ -46,8 +46,8 @@ def test_float16_head_recovers_what_w8a8_loses(fresh_run) -> None:
 def float_embeddings(name: str) -> VectorCache:
     """The run's float embeddings (the shared cache), keyed by photo content: the same keys for two
     models fed the same photos."""
-    from verify.cache import SHARED_CACHE_DIR
-    from verify.recognition import Detector, FacePass, Model
+    from verify.engines.cache import SHARED_CACHE_DIR
+    from verify.face.recognition import Detector, FacePass, Model
 
     loaded = load_recipe(name)
     detector = load_recipe(loaded.recipe.evaluate.verification.detector).recipe

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import rkverify
-from convert.recipe import PROJECT_ROOT
+from core.recipe import PROJECT_ROOT
 from tests.conftest import CI_VERIFICATION
-from verify.lfw import build_pairs, has_images, read_pairs
-from verify.verification_metrics import kfold_accuracy, roc_auc, squared_distance, val_at_far, verification_report
+from verify.face.lfw import build_pairs, has_images, read_pairs
+from verify.face.verification_metrics import kfold_accuracy, roc_auc, squared_distance, val_at_far, verification_report
 
 
 def test_protocol_on_separable_and_noisy_distances() -> None:

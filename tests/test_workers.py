@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import signal
 
-from verify.workers import map_units, run_units, shards
+from verify.engines.workers import map_units, run_units, shards
 
 
 def square(value: int) -> int:
@@ -33,13 +33,13 @@ def test_a_failing_or_killed_unit_fails_alone() -> None:
 
 
 def cores_seen(_: int) -> tuple[int, str | None]:
-    from verify.workers import available_cores
+    from verify.engines.workers import available_cores
 
     return available_cores(), os.environ.get("OMP_NUM_THREADS")
 
 
 def test_workers_side_by_side_share_the_cores_and_the_caller_keeps_its_own() -> None:
-    from verify.workers import CORES_VARIABLE, available_cores
+    from verify.engines.workers import CORES_VARIABLE, available_cores
 
     before = dict(os.environ)
     cores = available_cores()

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from convert.artifacts import sha256_file
+from core.artifacts import sha256_file
 
 SIZE = 32
 

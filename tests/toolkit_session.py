@@ -13,10 +13,11 @@ from convert.build import build_rknn
 from convert.calibration import build_calibration_set
 from convert.hybrid import hybrid_base
 from convert.onnx_prep import prepare_onnx
-from convert.preprocess import prepare
-from convert.recipe import load_recipe
-from convert.source import obtain_source, package_dir
-from verify.runners import RknnRunner
+from convert.source import obtain_source
+from core.packages import package_dir
+from core.pixels import prepare
+from core.recipe import load_recipe
+from verify.engines.runners import RknnRunner
 
 CALIBRATION = {"quantization.calibration.size": 4}
 

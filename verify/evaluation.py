@@ -8,14 +8,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from convert.artifacts import atomic_dir, tool_versions, utc_now, write_json_atomic
 from convert.pipeline import Artifacts
-from convert.recipe import LoadedRecipe
+from core.artifacts import atomic_dir, tool_versions, utc_now, write_json_atomic
+from core.recipe import LoadedRecipe
+from core.runner import Runner
+from verify.engines.run_models import detector_of, rknn_runner
+from verify.engines.runners import OnnxRuntimeRunner
 from verify.history import compare_runs, runs_of
-from verify.report import draw_overlay, render_index, render_report
-from verify.run_models import detector_of, rknn_runner
+from verify.report.run_report import draw_overlay, render_index, render_report
 from verify.run_state import RunState
-from verify.runners import OnnxRuntimeRunner, Runner
 from verify.steps import run_steps
 
 REGRESSION_TOLERANCE = 0.005  # a cosine drop larger than this against the previous run is flagged

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from convert.recipe import Gates
+from core.recipe import Gates
 from verify.results import RunResults
-from verify.tasks import GateReaders, tasks
+from verify.tasks import TASKS, GateReaders
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ DRIFT_GATES: GateReaders = {
 def gate_readers() -> GateReaders:
     """Every gate the suite knows: drift's and each task's (a recipe's check allows only its task's)."""
     readers = dict(DRIFT_GATES)
-    for task in tasks().values():
+    for task in TASKS.values():
         readers |= task.gates
     return readers
 

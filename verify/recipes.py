@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from convert.recipe import LoadedRecipe, load_recipe
+from core.recipe import LoadedRecipe, load_recipe
 from verify.tasks import check_task
 
 CHECKS = (check_task,)

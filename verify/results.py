@@ -9,9 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from verify.tasks import Task, tasks
-
-PAIRS_CSV = "pairs.csv"  # a recognizer run's pairs: one row per evaluated pair, a distance column per model
+from verify.tasks import TASKS, Task
 
 
 @dataclass(frozen=True)
@@ -39,7 +37,7 @@ class RunResults:
 
     @property
     def task(self) -> Task:
-        return tasks()[self.metrics["recipe_content"]["evaluate"]["task"]]
+        return TASKS[self.metrics["recipe_content"]["evaluate"]["task"]]
 
     @property
     def outputs(self) -> dict[str, OutputFigures]:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from convert.preflight import check_paths
 from convert.progress import step
-from convert.recipe import CALIB_DIR, MODELS_DIR, REPORTS_DIR, LoadedRecipe
+from core.recipe import CALIB_DIR, MODELS_DIR, REPORTS_DIR, LoadedRecipe
 from verify.recipes import load, variant
 from verify.tasks import task_of
 
@@ -27,8 +27,8 @@ def convert_all(recipe: str, overrides: dict[str, object] | None = None, models_
     from convert.pipeline import convert_recipe  # heavy imports (onnx, the toolkit) after every check
 
     if loaded.recipe.target.runtime == "board":  # before any work: say what stops the board run
-        from convert.artifacts import tool_versions
-        from verify.board import preflight
+        from core.artifacts import tool_versions
+        from verify.engines.board import preflight
 
         preflight(loaded.recipe.target.device_id, tool_versions()["rknn-toolkit2"])
     verification = loaded.recipe.evaluate.verification
@@ -74,8 +74,8 @@ def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Pa
     artifacts go to `models_dir` (a sweep gives each variant its own, and its own calibration folder)."""
     loaded, artifacts, detector = convert_all(recipe, overrides, models_dir, calib_dir)
     from convert.pipeline import release
+    from verify.engines.workers import default_workers
     from verify.evaluation import verify_artifacts
-    from verify.workers import default_workers
 
     try:
         return verify_artifacts(loaded, artifacts, reports_dir, detector, workers or default_workers(), ray_address)
@@ -88,9 +88,9 @@ def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Pa
 def with_aligned_calibration(loaded: LoadedRecipe, detector: tuple[LoadedRecipe, Artifacts],
                              calib_dir: Path) -> LoadedRecipe:
     """The recipe with its calibration photos replaced by their aligned faces."""
-    from verify.cache import SHARED_CACHE_DIR
-    from verify.recognition import aligned_calibration
-    from verify.run_models import detector_of
+    from verify.engines.cache import SHARED_CACHE_DIR
+    from verify.engines.run_models import detector_of
+    from verify.face.recognition import aligned_calibration
 
     _, detector_artifacts = detector
     aligner = detector_of(detector, detector_artifacts.model_dir / "align.log")

@@ -12,11 +12,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from convert.pipeline import Artifacts
-    from convert.preprocess import PreparedImage
-    from convert.recipe import LoadedRecipe, Recipe
-    from verify.detection_agreement import Busiest
-    from verify.recognition import Detector, FacePass
-    from verify.runners import Runner
+    from core.pixels import PreparedImage
+    from core.recipe import LoadedRecipe, Recipe
+    from core.runner import Runner
+    from verify.face.detection_agreement import Busiest
+    from verify.face.recognition import Detector, FacePass
 
 Outputs = list[dict[str, "np.ndarray"]]  # one engine's outputs, per eval input
 

@@ -14,20 +14,12 @@ from typing import Any
 
 from convert.frontends import native_runner
 from convert.progress import step as announce
-from verify import (
-    board_run,
-    calibration_audit,
-    calibration_stability,
-    layers,
-    preprocess_check,
-    sensitivity,
-    stages,
-)
-from verify.compare import agreement_per_input, input_sensitivity, summarise_outputs
+from core.compare import agreement_per_input, input_sensitivity, summarise_outputs
+from verify.analyses import board_run, calibration_audit, calibration_stability, layers, preprocess_check, sensitivity, stages
+from verify.engines.run_models import rknn_runner
+from verify.engines.runners import active, run_all
 from verify.gates import evaluate_gates, gate_dicts
-from verify.run_models import rknn_runner
 from verify.run_state import RunState, Step, always
-from verify.runners import active, run_all
 from verify.samples import sample_sizes
 from verify.tasks import task_of
 

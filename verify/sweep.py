@@ -17,14 +17,14 @@ from typing import Any
 
 import yaml
 
-from convert.artifacts import atomic_dir, sha256_bytes, utc_now
-from convert.errors import RkverifyError
 from convert.preflight import check_paths
-from convert.recipe import LoadedRecipe, Recipe
+from core.artifacts import atomic_dir, sha256_bytes, utc_now
+from core.errors import RkverifyError
+from core.recipe import LoadedRecipe, Recipe
+from verify.engines.workers import run_units
 from verify.recipes import load, variant
 from verify.results import RunResults, figures
 from verify.tasks import Task
-from verify.workers import run_units
 
 DTYPE_COST = {"w4a16": 0, "w8a8": 1, "w16a16i_dfp": 3, "float16": 4}  # hybrid w8a8 counts 2
 ALGORITHM_COST = {"normal": 0, "mmse": 1, "kl_divergence": 1}
@@ -154,7 +154,7 @@ def sweep(recipe_arg: str, grid: dict[str, list[Any]] | None, reports_dir: Path,
                    "workers": workers, "engine": f"ray ({ray_address})" if ray_address else "local processes",
                    "rows": rows, "best": best_variant(rows)}
         (folder / "sweep.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        from verify.sweep_report import render_sweep  # matplotlib and OpenCV: after every check
+        from verify.report.sweep_report import render_sweep  # matplotlib and OpenCV: after every check
 
         render_sweep(folder)
     return final

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from convert.errors import RkverifyError
-from convert.preprocess import normalize
-from convert.recipe import LoadedRecipe
 from convert.source import SourceFiles
-from verify.compare import cosine
-from verify.runners import Runner
+from core.compare import cosine
+from core.errors import RkverifyError
+from core.pixels import normalize
+from core.recipe import LoadedRecipe
+from core.runner import Runner
 
 # native -> ONNX must be a lossless translation; float32 rounding stays above this
 MIN_FRONTEND_COSINE = 0.999

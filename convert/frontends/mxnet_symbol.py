@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 import onnx
 
-from convert.artifacts import atomic_path
-from convert.errors import RkverifyError
 from convert.frameworks import import_mxnet
 from convert.graph_names import GraphNames, check_names
-from convert.preprocess import normalize
-from convert.recipe import LoadedRecipe
 from convert.source import SourceFiles
+from core.artifacts import atomic_path
+from core.errors import RkverifyError
+from core.pixels import normalize
+from core.recipe import LoadedRecipe
 
 # MXNet 1.9's exporter translates ops with its newest table (opset 13) but stamps the model with
 # the newest opset the onnx package knows (23 with onnx 1.18), which ONNX Runtime 1.20 and

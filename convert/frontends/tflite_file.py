@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from convert.artifacts import atomic_path
-from convert.errors import RkverifyError
 from convert.frameworks import import_tensorflow, import_tf2onnx
 from convert.graph_names import GraphNames, check_names
-from convert.preprocess import normalize
-from convert.recipe import PROJECT_ROOT, LoadedRecipe, Recipe
+from core.artifacts import atomic_path
+from core.errors import RkverifyError
+from core.pixels import normalize
+from core.recipe import PROJECT_ROOT, LoadedRecipe, Recipe
 
 OPSET = 13
 QUANTIZED_DTYPES = (np.int8, np.uint8, np.int16)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from convert.artifacts import write_bytes_atomic
 from convert.frameworks import import_tensorflow
+from core.artifacts import write_bytes_atomic
 
 
 def _conv_bn(layers, x, filters, kernel, strides=1, padding="same", activation="relu"):

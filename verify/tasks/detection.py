@@ -9,16 +9,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from verify.run_state import Step, always
-from verify.tasks import Task
 from verify.tasks.images import check_eval_images, eval_images
+from verify.tasks.task import Task
 
 if TYPE_CHECKING:
     import onnx
 
-    from convert.preprocess import PreparedImage
-    from convert.recipe import LoadedRecipe, Recipe
+    from core.pixels import PreparedImage
+    from core.recipe import LoadedRecipe, Recipe
+    from core.runner import Runner
     from verify.run_state import RunState
-    from verify.runners import Runner
 
 
 def check_recipe(recipe: Recipe) -> None:
@@ -37,7 +37,7 @@ def check_recipe(recipe: Recipe) -> None:
 def check_graph(model: onnx.ModelProto, loaded: LoadedRecipe) -> None:
     """One prediction per anchor: a model whose outputs do not fit the recipe's anchor layout is
     refused before the build, not with a crash after it."""
-    from convert.errors import RkverifyError
+    from core.errors import RkverifyError
 
     recipe = loaded.recipe
     if recipe.evaluate.detection.decoder != "pytorch":
@@ -57,7 +57,7 @@ def check_graph(model: onnx.ModelProto, loaded: LoadedRecipe) -> None:
 
 
 def agreement(state: RunState) -> None:
-    from verify.detection_agreement import detection_agreement
+    from verify.face.detection_agreement import detection_agreement
 
     state.metrics["detection"], state.overlay = detection_agreement(state.loaded, state.images,
                                                                     state.outputs["float"], state.outputs["quantized"])
@@ -65,7 +65,7 @@ def agreement(state: RunState) -> None:
 
 def measure_variant(state: RunState, runner: Runner, outputs: list[dict[str, np.ndarray]], variant: str,
                     scratch: Path, verification: bool) -> dict[str, Any]:
-    from verify.detection_agreement import detection_agreement
+    from verify.face.detection_agreement import detection_agreement
 
     summary, _ = detection_agreement(state.loaded, state.images, state.outputs["float"], outputs)
     return {"detection": summary}
@@ -86,7 +86,7 @@ def sample_sizes(metrics: dict[str, Any]) -> list[tuple[str, int]]:
 def preprocess_score(loaded: LoadedRecipe, outputs: list[dict[str, np.ndarray]],
                      images: list[PreparedImage]) -> dict[str, float]:
     """Faces found on the eval images (mean confidence breaking ties)."""
-    from verify import detection
+    from verify.face import detection
 
     recipe = loaded.recipe
     found = [detection.decode(o, recipe.outputs, recipe.evaluate.detection, recipe.model_input.height_width,

@@ -3,8 +3,8 @@ figures and no preprocessing verdict: nothing here assumes what the outputs mean
 from __future__ import annotations
 
 from verify.run_state import Step, always
-from verify.tasks import Task
 from verify.tasks.images import check_eval_images, eval_images
+from verify.tasks.task import Task
 
 TASK = Task(
     name="drift",

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from convert.recipe import Recipe
+    from core.recipe import Recipe
     from verify.run_state import RunState
 
 
 def eval_images(state: RunState) -> None:
-    from convert.preprocess import prepare, resolve_images
+    from core.pixels import prepare, resolve_images
 
     recipe = state.recipe
     found = resolve_images(recipe.evaluate.images, state.loaded.path, "evaluate.images")

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from verify.run_state import Step, always
-from verify.tasks import Task
+from verify.tasks.task import Task
 
 if TYPE_CHECKING:
-    from convert.preprocess import PreparedImage
-    from convert.recipe import LoadedRecipe, Recipe
+    from core.pixels import PreparedImage
+    from core.recipe import LoadedRecipe, Recipe
+    from core.runner import Runner
     from verify.run_state import RunState
-    from verify.runners import Runner
 
 
 def check_recipe(recipe: Recipe) -> None:
@@ -33,9 +33,9 @@ def check_recipe(recipe: Recipe) -> None:
 def verify_faces(state: RunState) -> None:
     """The face pass over every image of the evaluated pairs (in the workers), then the pairs'
     figures; the eval inputs of the later steps are the first aligned faces."""
-    from verify.cache import SHARED_CACHE_DIR
-    from verify.recognition import FacePass, verification_metrics
-    from verify.run_models import recognizer_models
+    from verify.engines.cache import SHARED_CACHE_DIR
+    from verify.engines.run_models import recognizer_models
+    from verify.face.recognition import FacePass, verification_metrics
 
     models = recognizer_models(state.loaded, state.artifacts, state.runners["float"][0], state.runners["quantized"][0])
     face_pass = FacePass(state.loaded, models, state.aligner, SHARED_CACHE_DIR, state.log_file, state.workers,
@@ -50,8 +50,8 @@ def measure_variant(state: RunState, runner: Runner, outputs: list[dict[str, np.
                     scratch: Path, verification: bool) -> dict[str, Any]:
     """Verification on the recipe's fixed, seeded subset of pairs: analyses rank many variants, they
     must not each cost a whole dataset."""
-    from convert.artifacts import sha256_bytes
-    from verify.recognition import Model, choose_pairs, pair_subset, verification_metrics
+    from core.artifacts import sha256_bytes
+    from verify.face.recognition import Model, choose_pairs, pair_subset, verification_metrics
 
     face_pass, cfg = state.face_pass, state.recipe.evaluate.verification
     if face_pass is None or cfg is None or not verification:

@@ -5,9 +5,10 @@ from pathlib import Path
 
 from convert.build import RknnBuild
 from convert.pipeline import Artifacts
-from convert.recipe import FLOAT16, LoadedRecipe, Recipe
-from verify.recognition import Detector, Model
-from verify.runners import OnnxRuntimeRunner, OnnxSpec, RknnRunner, Runner, SimulatorSpec
+from core.recipe import FLOAT16, LoadedRecipe, Recipe
+from core.runner import Runner
+from verify.engines.runners import OnnxRuntimeRunner, OnnxSpec, RknnRunner, SimulatorSpec
+from verify.face.recognition import Detector, Model
 
 
 def rknn_runner(build: RknnBuild, recipe: Recipe, log_file: Path) -> RknnRunner:

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from convert.preprocess import PreparedImage
-from convert.recipe import LoadedRecipe
-from verify import detection
+from core.pixels import PreparedImage
+from core.recipe import LoadedRecipe
+from verify.face import detection
 
 # the image with most float faces and both sides' detections on it, for the report's overlay
 Busiest = tuple[Path, detection.Detections, detection.Detections]

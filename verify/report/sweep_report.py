@@ -10,8 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from convert.artifacts import write_bytes_atomic  # noqa: E402
-from verify.report import TEMPLATES, _data_uri, _png  # noqa: E402
+from core.artifacts import write_bytes_atomic  # noqa: E402
+from verify.report.run_report import TEMPLATES, _data_uri, _png  # noqa: E402
 
 # what a variant costs, against its task figure: (row key, axis label, scale)
 COSTS = {"size": ("rknn_bytes", ".rknn size (MB)", 1e-6), "npu": ("npu_ms", "NPU time on the board (ms, eval_perf)", 1.0)}

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from unittest.mock import patch
 
-from convert.errors import RkverifyError
-from convert.recipe import PROJECT_ROOT
+from core.errors import RkverifyError
+from core.recipe import PROJECT_ROOT
 
 Unit = TypeVar("Unit")
 Result = TypeVar("Result")

@@ -9,11 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from convert.artifacts import sha256_bytes
-from verify.compare import agreement_per_input, summarise_outputs
-from verify.recognition import Model, verification_metrics
+from core.artifacts import sha256_bytes
+from core.compare import agreement_per_input, summarise_outputs
+from core.runner import Runner
+from verify.engines.runners import SimulatorSpec, run_all
+from verify.face.recognition import Model, verification_metrics
 from verify.run_state import RunState
-from verify.runners import Runner, SimulatorSpec, run_all
 from verify.tasks import task_of
 
 

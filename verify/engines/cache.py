@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.artifacts import write_bytes_atomic
-from convert.recipe import PROJECT_ROOT
+from core.artifacts import write_bytes_atomic
+from core.recipe import PROJECT_ROOT
 
 # shared by every recipe and sweep variant: the keys say what made the arrays
 SHARED_CACHE_DIR = PROJECT_ROOT / "models" / "cache"

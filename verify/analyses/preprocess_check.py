@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from convert.preprocess import PreparedImage
-from convert.recipe import LoadedRecipe, Preprocess
-from verify.runners import OnnxRuntimeRunner
+from core.pixels import PreparedImage
+from core.recipe import LoadedRecipe, Preprocess
+from verify.engines.runners import OnnxRuntimeRunner
 from verify.tasks import task_of
 
 if TYPE_CHECKING:

@@ -6,8 +6,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from convert.toolkit_log import toolkit_output_to
-from verify.compare import agreement_per_input, summarise_outputs
-from verify.runners import RknnRunner, active, board_loader, run_all
+from core.compare import agreement_per_input, summarise_outputs
+from verify.engines.runners import RknnRunner, active, board_loader, run_all
 
 if TYPE_CHECKING:
     from verify.run_state import RunState

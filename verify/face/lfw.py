@@ -5,7 +5,8 @@ import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convert.errors import RkverifyError
+from core.errors import RkverifyError
+from core.pairs_file import pair_lines
 
 
 @dataclass(frozen=True)
@@ -47,17 +48,7 @@ def read_pairs(root: Path, pairs_file: Path) -> PairSet:
 
     Folds with any missing image are left out whole, so each used fold stays balanced.
     """
-    lines = [line.split() for line in pairs_file.read_text().splitlines() if line.strip()]
-    try:
-        folds, per_fold = int(lines[0][0]), int(lines[0][1])
-    except (IndexError, ValueError):
-        raise RkverifyError(pairs_file, "evaluate.verification.dataset.pairs",
-                            "first line must be '<folds> <pairs per half-fold>' (LFW View 2: '10 300')",
-                            "use LFW's pairs.txt") from None
-    body = lines[1:]
-    if len(body) != folds * 2 * per_fold:
-        raise RkverifyError(pairs_file, "evaluate.verification.dataset.pairs",
-                            f"expected {folds * 2 * per_fold} pair lines, found {len(body)}", "use an unmodified pairs.txt")
+    folds, per_fold, body = pair_lines(pairs_file, "evaluate.verification.dataset.pairs")
     pairs, used, incomplete = [], [], []
     for fold in range(folds):
         chunk = body[fold * 2 * per_fold:(fold + 1) * 2 * per_fold]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from convert.recipe import Recipe
-from verify.compare import agreement_per_input, summarise_outputs
+from core.compare import agreement_per_input, summarise_outputs
+from core.recipe import Recipe
 
 if TYPE_CHECKING:
     from verify.run_state import RunState

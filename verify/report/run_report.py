@@ -17,10 +17,10 @@ import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from convert.artifacts import write_bytes_atomic  # noqa: E402
-from convert.preprocess import read_bgr  # noqa: E402
-from verify.netron_view import view_command  # noqa: E402
-from verify.results import PAIRS_CSV  # noqa: E402
+from core.artifacts import write_bytes_atomic  # noqa: E402
+from core.pixels import read_bgr  # noqa: E402
+from verify.face.recognition import PAIRS_CSV  # noqa: E402
+from verify.report.netron_view import view_command  # noqa: E402
 from verify.samples import few_lines  # noqa: E402
 
 TEMPLATES = jinja2.Environment(

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from convert.recipe import DetectionEval
-from verify.compare import output_agreement
+from core.compare import output_agreement
+from core.recipe import DetectionEval
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,5 @@
-"""Runners of one interface: activate / infer(pixels) -> {output name: array} / deactivate.
-
-`pixels` is the model input as the device receives it (model channel order and layout,
-not normalised); each runner applies what its engine needs. Runners never compare.
-"""
+"""The runners (core/runner.py's interface) of ONNX Runtime, the RKNN simulator and a board, the
+specs a worker process rebuilds them from, and running one over many inputs."""
 from __future__ import annotations
 
 import contextlib
@@ -10,25 +7,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 from tqdm import tqdm
 
-from convert.preprocess import PreparedImage, normalize
-from convert.recipe import InputSpec, LoadedRecipe, Preprocess, Recipe
 from convert.toolkit_log import last_error, toolkit_output_to
-from verify.workers import available_cores
-
-
-class Runner(Protocol):
-    name: str
-    inference_time: float
-
-    def activate(self) -> None: ...
-    def infer(self, pixels: np.ndarray) -> dict[str, np.ndarray]: ...
-    def deactivate(self) -> None: ...
+from core.pixels import PreparedImage, normalize
+from core.recipe import InputSpec, LoadedRecipe, Preprocess, Recipe
+from core.runner import Runner
+from verify.engines.workers import available_cores
 
 
 class OnnxRuntimeRunner:

@@ -10,8 +10,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from convert.errors import RkverifyError
-from convert.recipe import MODELS_DIR, RECIPES_DIR
+from core.errors import RkverifyError
+from core.recipe import MODELS_DIR, RECIPES_DIR
 from verify.recipes import load
 
 LOOPBACK = "127.0.0.1"

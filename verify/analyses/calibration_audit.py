@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from convert.preprocess import read_bgr
-from convert.recipe import LoadedRecipe
+from core.pixels import read_bgr
+from core.recipe import LoadedRecipe
 
 if TYPE_CHECKING:
     from verify.run_state import RunState

@@ -12,9 +12,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from convert.errors import RkverifyError
-from convert.recipe import PROJECT_ROOT, ImageSource, InputSpec, Preprocess
-from convert.source import package_dir
+from core.errors import RkverifyError
+from core.packages import package_dir
+from core.pairs_file import people_in_pairs
+from core.recipe import PROJECT_ROOT, ImageSource, InputSpec, Preprocess
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
@@ -52,7 +53,7 @@ def resolve_images(sources: list[ImageSource], where: Path, field: str) -> list[
                     continue
                 raise RkverifyError(where, f"{field}.{index}.not_in_pairs", f"{pairs_file} does not exist",
                                     "point it at the dataset's pairs.txt")
-            named = people_in_pairs(pairs_file)
+            named = people_in_pairs(pairs_file, f"{field}.{index}.not_in_pairs")
             images = [p for p in images if p.parent.name not in named]
         found.extend(images)
     unique = list(dict.fromkeys(p.resolve() for p in found))
@@ -60,14 +61,6 @@ def resolve_images(sources: list[ImageSource], where: Path, field: str) -> list[
         raise RkverifyError(where, field, "no images found in any source",
                             "put .jpg/.png face images in a listed folder (see README: 'Your own data')")
     return unique
-
-
-def people_in_pairs(pairs_file: Path) -> set[str]:
-    """Every person a View 2 pairs file names (lines 'name i j' or 'name1 i name2 j')."""
-    named = set()
-    for fields in (line.split() for line in pairs_file.read_text().splitlines()[1:]):
-        named.update(fields[0::2] if len(fields) == 4 else fields[:1])
-    return named
 
 
 def read_bgr(path: Path) -> np.ndarray:

@@ -11,11 +11,11 @@ from typing import Literal
 
 import numpy as np
 
-from convert.preprocess import prepare_array
-from convert.recipe import Recipe
-from verify import detection
-from verify.align import align, center_crop
-from verify.runners import Runner
+from core.pixels import prepare_array
+from core.recipe import Recipe
+from core.runner import Runner
+from verify.face import detection
+from verify.face.align import align, center_crop
 
 FaceChoice = Literal["central", "largest", "score"]
 ROW = 15

@@ -11,7 +11,7 @@ import pandas as pd
 
 from convert.rknn_build import in_dir
 from convert.toolkit_log import ANSI, last_error, toolkit_output_to
-from verify.compare import cosine, disagree
+from core.compare import cosine, disagree
 
 if TYPE_CHECKING:
     from verify.run_state import RunState

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from convert.pipeline import Artifacts
-from convert.recipe import LoadedRecipe
 from convert.rknn_build import quantized_build
+from core.recipe import LoadedRecipe
+from verify.analyses.sensitivity import measure_build
+from verify.analyses.variants import Measure, variant_measure
 from verify.results import figures
-from verify.sensitivity import measure_build
 from verify.tasks import task_of
-from verify.variants import Measure, variant_measure
 
 if TYPE_CHECKING:
     from verify.run_state import RunState

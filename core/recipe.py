@@ -11,8 +11,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from convert.artifacts import sha256_bytes
-from convert.errors import RkverifyError
+from core.artifacts import sha256_bytes
+from core.errors import RkverifyError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RECIPES_DIR = PROJECT_ROOT / "convert" / "recipes"

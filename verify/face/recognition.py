@@ -19,23 +19,25 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from convert.artifacts import atomic_dir, sha256_bytes, sha256_file
-from convert.errors import RkverifyError
-from convert.preprocess import PreparedImage, prepare_array, read_bgr, resolve_images
 from convert.progress import step
-from convert.recipe import PROJECT_ROOT, LoadedRecipe, Recipe, Verification
-from verify.cache import VectorCache
-from verify.compare import cosine
-from verify.face_pass import FaceSettings, PassJob, PassResult, run_job
-from verify.faces import face_crop
-from verify.lfw import PairSet, build_pairs, has_images, read_pairs
-from verify.results import PAIRS_CSV
-from verify.runners import Runner, RunnerSpec
-from verify.verification_metrics import accuracy_at, best_threshold, squared_distance, verification_report
-from verify.workers import map_units, shards
+from core.artifacts import atomic_dir, sha256_bytes, sha256_file
+from core.compare import cosine
+from core.errors import RkverifyError
+from core.pixels import PreparedImage, prepare_array, read_bgr, resolve_images
+from core.recipe import PROJECT_ROOT, LoadedRecipe, Recipe, Verification
+from core.runner import Runner
+from verify.engines.cache import VectorCache
+from verify.engines.runners import RunnerSpec
+from verify.engines.workers import map_units, shards
+from verify.face.face_pass import FaceSettings, PassJob, PassResult, run_job
+from verify.face.faces import face_crop
+from verify.face.lfw import PairSet, build_pairs, has_images, read_pairs
+from verify.face.verification_metrics import accuracy_at, best_threshold, squared_distance, verification_report
 
 SUBFOLDS = 10  # a single evaluated fold is split this way so a threshold is never tuned on its own test pairs
 SOURCES = "sources.json"  # beside aligned calibration faces: the photo each face came from
+
+PAIRS_CSV = "pairs.csv"  # one row per evaluated pair, a distance column per model (the report plots it)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.preprocess import prepare_array, read_bgr
-from convert.recipe import Recipe
-from verify.faces import FaceChoice, detect_rows, face_crop
-from verify.runners import Runner, RunnerSpec
+from core.pixels import prepare_array, read_bgr
+from core.recipe import Recipe
+from core.runner import Runner
+from verify.engines.runners import RunnerSpec
+from verify.face.faces import FaceChoice, detect_rows, face_crop
 
 
 @dataclass(frozen=True)

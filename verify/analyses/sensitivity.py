@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import yaml
 
-from convert.errors import RkverifyError
 from convert.hybrid import HybridBase, hybrid_base, hybrid_build, proposed_layers
 from convert.pipeline import Artifacts
-from convert.recipe import Gates, LoadedRecipe
 from convert.rknn_build import Toolkit
+from core.errors import RkverifyError
+from core.recipe import Gates, LoadedRecipe
+from verify.analyses.variants import Measure, WholeSet, fix_on_every_pair, variant_measure
+from verify.engines.runners import RknnRunner
 from verify.gates import evaluate_gates, gate_readers
 from verify.results import RunResults, figures
-from verify.runners import RknnRunner
 from verify.tasks import task_of
-from verify.variants import Measure, WholeSet, fix_on_every_pair, variant_measure
 
 if TYPE_CHECKING:
     from verify.run_state import RunState

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from convert.errors import RkverifyError
+from core.errors import RkverifyError
 
 RKNN_SERVER = "/usr/bin/rknn_server"
 LIBRKNNRT = "/usr/lib/librknnrt.so"
