@@ -162,7 +162,7 @@ class DetectionEval(Strict):
     anchor_base_size: int = Field(16, ge=1)
 
     def anchor_count(self, height: int, width: int) -> int:
-        """Anchors (= predictions per output) this layout gives at an input size (verify.detection.priors)."""
+        """Anchors (= predictions per output) this layout gives at an input size (verify.face.detection.priors)."""
         return sum(math.ceil(height / step) * math.ceil(width / step) * len(sizes)
                    for step, sizes in zip(self.steps, self.min_sizes))
 

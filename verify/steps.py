@@ -4,7 +4,7 @@ Every step has one signature, `step(state: RunState) -> None`: it reads what ear
 the state (eval inputs, each engine's outputs, the layer table) and writes its own section of the
 metrics. A step says when it applies and which live runners it needs; `run_steps` activates them
 for it, times it under its title and names it in the one line a failure gets. Each analysis is a
-module of its own (verify/<module>.py, function `step`); the steps that only run engines are here,
+module of its own (verify/analyses/<module>.py, function `step`); the steps that only run engines are here,
 and the recipe's task (verify/tasks/) places its own steps where `task_steps` stands.
 """
 from __future__ import annotations

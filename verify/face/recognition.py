@@ -4,7 +4,7 @@ The float recognizer sees faces aligned by the float detector; the quantized rec
 the same faces, or (full_pipeline) faces aligned by the quantized detector, as on a device.
 Detections are cached per (detector artifact, image content) in models/cache/ and shared by
 every recipe that aligns with that detector; embeddings per (recognizer artifact, alignment,
-image content). What is missing is computed by worker processes (verify/face_pass.py).
+image content). What is missing is computed by worker processes (verify/face/face_pass.py).
 """
 from __future__ import annotations
 
