@@ -1,7 +1,9 @@
 """Shared fixtures: one real conversion + verification run of the default recipe per session."""
 from __future__ import annotations
 
+import inspect
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -22,6 +24,36 @@ def ci_overrides(name: str) -> dict[str, object]:
     from core.recipe import load_recipe
 
     return CI_VERIFICATION if load_recipe(name).recipe.evaluate.verification is not None else {}
+
+
+# tests that read a recipe's run (the session fixtures below) are grouped by that recipe, so that with
+# pytest-xdist (--dist loadgroup) each recipe runs once, on one worker
+RUN_FIXTURES = {"retinaface_run": "retinaface", "retinaface_metrics": "retinaface"}
+
+
+def recipe_group(item: pytest.Item) -> str | None:
+    names = getattr(item, "fixturenames", ())
+    for fixture, recipe in RUN_FIXTURES.items():
+        if fixture in names:
+            return recipe
+    if "fresh_run" not in names:
+        return None
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if isinstance(params.get("name"), str):
+        return params["name"]
+    source = inspect.getsource(item.obj) if hasattr(item, "obj") else ""
+    for argument in re.findall(r"fresh_run\(([^)]+)\)", source):  # a literal, or a module constant
+        value = argument.strip("\"'") if argument[0] in "\"'" else getattr(item.module, argument, None)
+        if isinstance(value, str):
+            return value
+    return "fresh_run"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = recipe_group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
