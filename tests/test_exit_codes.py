@@ -94,7 +94,7 @@ def test_render_of_a_folder_without_a_run_is_bad_input(tmp_path: Path) -> None:
 def project_on_a_small_disk(tmp_path: Path):
     """A copy of the project whose models/ is a tmpfs that holds the source model but not its ONNX."""
     root = tmp_path / "project"
-    for part in ("convert", "verify"):
+    for part in ("core", "convert", "verify"):
         shutil.copytree(PROJECT_ROOT / part, root / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(PROJECT_ROOT / "rkverify.py", root)
     models = root / "models"
