@@ -13,6 +13,7 @@ def check_paths(loaded: LoadedRecipe) -> None:
     _source(loaded)
     _images(loaded, recipe.quantization.calibration.images, "quantization.calibration.images")
     _images(loaded, recipe.evaluate.images, "evaluate.images")
+    _images_found(loaded)
 
 
 def _source(loaded: LoadedRecipe) -> None:
@@ -47,3 +48,15 @@ def _images(loaded: LoadedRecipe, sources: list[ImageSource], field: str) -> Non
                                 "does not exist", "create it with your images, or mark the source 'optional: true'")
         if src.package is not None:
             package_dir(src.package)
+
+
+def _images_found(loaded: LoadedRecipe) -> None:
+    """Every image list a run reads holds images, and the eval images it will measure can be read:
+    after the folder checks (it loads OpenCV), before anything is built."""
+    from convert.preprocess import read_bgr, resolve_images
+
+    recipe = loaded.recipe
+    resolve_images(recipe.quantization.calibration.images, loaded.path, "quantization.calibration.images")
+    if recipe.evaluate.images:
+        for path in resolve_images(recipe.evaluate.images, loaded.path, "evaluate.images")[: recipe.evaluate.count]:
+            read_bgr(path)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from convert.preflight import check_paths
 from convert.progress import step
+from convert.run_guard import folders_locked, kept_unless_finished
 from convert.recipe import PROJECT_ROOT, LoadedRecipe, load_recipe
 
 if TYPE_CHECKING:  # onnx/onnxsim and friends load only when a run starts
@@ -72,17 +73,36 @@ def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Pa
     """Convert and verify one recipe; return the run directory. Dataset-sized work runs on
     `workers` processes (default: one per core), or as that many Ray tasks with `ray_address`;
     artifacts go to `models_dir` (a sweep gives each variant its own, and its own calibration folder)."""
-    loaded, artifacts, detector = convert_all(recipe, overrides, models_dir, calib_dir)
-    from convert.pipeline import release
-    from verify.evaluation import verify_artifacts
-    from verify.workers import default_workers
+    written = folders_written(recipe, overrides, models_dir, calib_dir)
+    # two runs that would write the same files take turns; a run that does not finish keeps none of its files
+    with folders_locked(written), kept_unless_finished(written):
+        loaded, artifacts, detector = convert_all(recipe, overrides, models_dir, calib_dir)
+        from convert.pipeline import release
+        from verify.evaluation import verify_artifacts
+        from verify.workers import default_workers
 
-    try:
-        return verify_artifacts(loaded, artifacts, reports_dir, detector, workers or default_workers(), ray_address)
-    finally:
-        release(artifacts)
-        if detector is not None:
-            release(detector[1])
+        try:
+            return verify_artifacts(loaded, artifacts, reports_dir, detector, workers or default_workers(),
+                                    ray_address)
+        finally:
+            release(artifacts)
+            if detector is not None:
+                release(detector[1])
+
+
+def folders_written(recipe: str, overrides: dict[str, object] | None, models_dir: Path, calib_dir: Path) -> list[Path]:
+    """models/<name>/ and calib_data/<set>/ (+ the aligned faces' set) of the recipe and of its detector."""
+    loaded = load_recipe(recipe, overrides)
+    calib = loaded.recipe.quantization.calibration
+    folders = [models_dir / loaded.recipe.name, calib_dir / calib.name]
+    if calib.align_with:
+        folders.append(calib_dir / f"{calib.name}-faces")
+    verification = loaded.recipe.evaluate.verification
+    detector_name = verification.detector if verification and verification.faces == "align" else calib.align_with
+    if detector_name:
+        detector = load_recipe(detector_name, detector_overrides(loaded, load_recipe(detector_name)))
+        folders += [models_dir / detector.recipe.name, calib_dir / detector.recipe.quantization.calibration.name]
+    return folders
 
 
 def with_aligned_calibration(loaded: LoadedRecipe, recipe: str, overrides: dict[str, object],

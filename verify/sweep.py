@@ -106,6 +106,7 @@ def plan(recipe_arg: str, grid: dict[str, list[Any]], base: dict[str, Any], fold
     """Units to run (cheapest first for until_gates) and rows of variants the recipe check refuses."""
     units, refused = [], []
     costs = {}
+    errors: list[tuple[dict[str, Any], RkverifyError]] = []
     for index, fields in enumerate(grid_variants(grid), start=1):
         name = f"v{index:02d}"
         overrides = base | fields
@@ -113,12 +114,25 @@ def plan(recipe_arg: str, grid: dict[str, list[Any]], base: dict[str, Any], fold
             variant = load_recipe(recipe_arg, overrides).recipe
         except RkverifyError as exc:  # e.g. a dtype the target refuses: a row, not a crashed sweep
             refused.append({"variant": name, "fields": fields, "error": str(exc), "refused": True})
+            errors.append((fields, exc))
             continue
         costs[name] = cost(variant)
         units.append(VariantUnit(recipe_arg, name, fields, overrides, folder / "variants" / name))
+    refuse_typos(grid, errors)
     if until_gates:
         units.sort(key=lambda u: costs[u.name])
     return units, refused
+
+
+def refuse_typos(grid: dict[str, list[Any]], errors: list[tuple[dict[str, Any], RkverifyError]]) -> None:
+    """A grid value refused in every variant that holds it is not a combination the target lacks but a
+    value that cannot work (a typo: `algorithm=bogus`): the sweep stops before any work, exit 2."""
+    for field, values in grid.items():
+        for value in values:
+            holding = [exc for fields, exc in errors if fields[field] == value]
+            if holding and len(holding) == len(grid_variants(grid)) // len(values):
+                exc = holding[0]
+                raise RkverifyError(f"--grid {field}={value}", exc.field, exc.problem, exc.fix)
 
 
 def sweep(recipe_arg: str, grid: dict[str, list[Any]] | None, reports_dir: Path, workers: int,
