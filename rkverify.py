@@ -10,6 +10,7 @@ import yaml
 
 from convert.errors import RkverifyError
 from convert.faults import BAD_INPUT, FAILED, GATE_FAILED, PASSED, report_failure
+from convert.signals import terminate_as_interrupt
 from verify.run import REPORTS_DIR, convert_all, run  # noqa: F401  (the library's API, used by tests)
 from verify.samples import few_lines
 
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                            help=RAY_HELP.format(units="the variants"))
     sweep_cmd.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where sweep folders go")
     args = parser.parse_args(argv)
+    terminate_as_interrupt()
     try:
         return command(args)
     except (Exception, KeyboardInterrupt) as exc:  # every ending gets its exit code and one line, no traceback

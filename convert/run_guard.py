@@ -12,11 +12,13 @@ import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 COPY_BELOW_BYTES = 1 << 20  # smaller files are copied: a log may be appended to in place
+FAILED_BUILD_LOG = ".build.log.partial"  # convert.rknn_build: a build's log until the .rknn is in place
 
 
 def lock_file(folder: Path) -> Path:
@@ -67,22 +69,35 @@ def kept_unless_finished(folders: list[Path]) -> Iterator[None]:
             kept[folder] = None
     try:
         yield
-    except BaseException:
-        for folder, backup in kept.items():
-            restore(folder, backup)
+    except BaseException as exc:
+        # a second Ctrl-C / SIGTERM waits until the folders are whole again
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            for folder, before in kept.items():
+                # a failed build's log stays for the user (its error line names it); an interrupt keeps nothing
+                logs = [] if isinstance(exc, KeyboardInterrupt) else sorted(folder.glob(f"*{FAILED_BUILD_LOG}"))
+                restore(folder, before, logs)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         raise
     finally:
-        for backup in kept.values():
-            if backup is not None:
-                shutil.rmtree(backup, ignore_errors=True)
+        for left in kept.values():
+            if left is not None:
+                shutil.rmtree(left, ignore_errors=True)
 
 
-def restore(folder: Path, backup: Path | None) -> None:
-    """`folder` as `backup` holds it (None: the folder did not exist)."""
+def restore(folder: Path, backup: Path | None, logs: list[Path]) -> None:
+    """`folder` as `backup` holds it (None: the folder did not exist), plus the failed build `logs`."""
     if folder.exists():
         trash = folder.with_name(f".{folder.name}.failed-run-{os.getpid()}")
         shutil.rmtree(trash, ignore_errors=True)
         os.replace(folder, trash)
+        if backup is not None:
+            os.replace(backup, folder)
+        elif logs:
+            folder.mkdir()
+        for log in logs:
+            os.replace(trash / log.name, folder / log.name)
         shutil.rmtree(trash, ignore_errors=True)
-    if backup is not None:
+    elif backup is not None:
         os.replace(backup, folder)

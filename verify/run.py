@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from convert.preflight import check_paths
 from convert.progress import step
-from convert.run_guard import folders_locked, kept_unless_finished
 from convert.recipe import PROJECT_ROOT, LoadedRecipe, load_recipe
+from convert.run_guard import folders_locked, kept_unless_finished
 
 if TYPE_CHECKING:  # onnx/onnxsim and friends load only when a run starts
     from convert.pipeline import Artifacts

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import resource
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,7 +150,8 @@ def sweep(recipe_arg: str, grid: dict[str, list[Any]] | None, reports_dir: Path,
         raise RkverifyError(loaded.path, "sweep.grid", "no grid to sweep",
                             "pass --grid FIELD=V1,V2 or give the recipe a sweep: {grid: {FIELD: [V1, V2]}} block")
     until_gates = recipe.sweep.until_gates if until_gates is None else until_gates
-    ident = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{sha256_bytes(json.dumps(grid, default=str).encode())[:8]}"
+    ident = (f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{sha256_bytes(json.dumps(grid, default=str).encode())[:8]}"
+             f"-{secrets.token_hex(3)}")  # unique per sweep, as run ids are (verify.evaluation.run_id)
     final = reports_dir / recipe.name / "sweeps" / ident
     with atomic_dir(final) as folder:
         units, refused = plan(recipe_arg, grid, base, folder, until_gates)

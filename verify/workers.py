@@ -20,6 +20,7 @@ from unittest.mock import patch
 
 from convert.errors import RkverifyError
 from convert.recipe import PROJECT_ROOT
+from convert.signals import Terminated, terminate_as_interrupt
 
 Unit = TypeVar("Unit")
 Result = TypeVar("Result")
@@ -72,8 +73,11 @@ def one_line(exc: BaseException) -> str:
 
 
 def _child(function: Callable[[Any], Any], unit: Any, conn: multiprocessing.connection.Connection) -> None:
+    terminate_as_interrupt()  # a worker sent SIGTERM cleans up (temp folders, partial logs) before it ends
     try:
         conn.send(Outcome(function(unit)))
+    except Terminated:  # cleaned up on the way here; the caller decides what a lost unit means
+        conn.send(Outcome(None, "worker process terminated (SIGTERM)"))
     except BaseException as exc:  # the parent gets the reason as data; the trace goes to stderr
         if not isinstance(exc, RkverifyError):  # bad input says all in its one line
             traceback.print_exc()
@@ -106,6 +110,21 @@ def run_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers
     results: dict[int, Outcome[Result]] = {}
     waiting = list(enumerate(units))
     running: dict[int, tuple[Any, multiprocessing.connection.Connection]] = {}
+    try:
+        _run_all(function, context, share, waiting, running, results, workers)
+    except BaseException:  # Ctrl-C / SIGTERM of the caller: its workers end too, each cleaning up
+        for process, _ in running.values():
+            process.terminate()
+        for process, _ in running.values():
+            process.join()
+        raise
+    return [results[i] for i in range(len(units))]
+
+
+def _run_all(function: Callable[[Unit], Result], context: Any, share: dict[str, str], waiting: list[tuple[int, Unit]],
+             running: dict[int, tuple[Any, multiprocessing.connection.Connection]],
+             results: dict[int, Outcome[Result]], workers: int) -> None:
+    """Start units `workers` at a time and collect their outcomes until none waits or runs."""
     while waiting or running:
         while waiting and len(running) < max(1, workers):
             index, unit = waiting.pop(0)
@@ -128,7 +147,6 @@ def run_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers
             process.join()
             conn.close()
             del running[index]
-    return [results[i] for i in range(len(units))]
 
 
 def map_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers: int,
@@ -162,5 +180,6 @@ def _run_on_ray(function: Callable[[Unit], Result], units: Sequence[Unit], addre
         try:
             outcomes.append(Outcome(ray.get(ref)))
         except Exception as exc:  # RayTaskError (the unit raised) or a dead worker
-            outcomes.append(Outcome(None, one_line(getattr(exc, "cause", None) or exc)))
+            cause = getattr(exc, "cause", None) or exc  # the unit's own exception: bad input stays bad input
+            outcomes.append(Outcome(None, one_line(cause), cause))
     return outcomes
