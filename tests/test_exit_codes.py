@@ -16,6 +16,7 @@ import pytest
 
 from convert.artifacts import sha256_file
 from convert.recipe import PROJECT_ROOT, DetectionEval
+from convert.source import package_dir
 from tests.cli import rkverify
 from verify.detection import priors
 
@@ -54,6 +55,53 @@ def test_bad_input_answers_at_once_before_heavy_imports(args: list[str], says: s
     assert not imported(result.stderr) & set(HEAVY), "validation must not wait for heavy imports"
     assert seconds < 5, f"{seconds:.1f}s (under 1 s on an idle machine; the bound allows a busy one)"
     assert not (tmp_path / "reports").exists()
+
+
+@pytest.fixture()
+def image_folders(tmp_path: Path) -> dict[str, Path]:
+    """An empty folder, and a folder of one real photo plus a broken link."""
+    empty, broken = tmp_path / "empty", tmp_path / "broken"
+    empty.mkdir()
+    broken.mkdir()
+    shutil.copy(package_dir("insightface") / "insightface" / "data" / "images" / "t1.jpg", broken)
+    (broken / "zz.jpg").symlink_to(tmp_path / "gone.jpg")
+    return {"empty": empty, "broken": broken}
+
+
+# mistakes found late before (after both .rknn builds, or as exit 3): now refused before anything is built
+EARLY_REFUSALS = [
+    (["run", "retinaface", "--set", "evaluate.images=[{dir: EMPTY}]"], "[evaluate.images]: no images found"),
+    (["run", "retinaface", "--set", "quantization.calibration.images=[{dir: BROKEN}]"],
+     "zz.jpg [quantization.calibration.images.0]: a broken link (to "),
+    (["run", "retinaface", "--set", "evaluate.images=[{dir: BROKEN}]"], "zz.jpg [evaluate.images.0]: a broken link"),
+    (["run", "retinaface", "--set", "preprocess.std=[1, 0, 1]"], "[preprocess.std.1]: 0.0 cannot divide pixels"),
+    (["run", "retinaface", "--set", "preprocess.std=[1, .nan, 1]"], "[preprocess.std.1]: nan cannot divide pixels"),
+    (["run", "retinaface", "--set", "preprocess.mean=[104, 117, 300]"],
+     "[preprocess.mean.2]: 300.0 is outside the input's pixel range 0-255"),
+    (["sweep", "retinaface", "--grid", "quantization.algorithm=normal,bogus"],
+     "--grid quantization.algorithm=bogus [quantization.algorithm]: 'bogus' is not allowed"),
+]
+
+
+@pytest.mark.parametrize("args, says", EARLY_REFUSALS)
+def test_input_found_late_before_is_refused_before_anything_is_built(args: list[str], says: str, tmp_path: Path,
+                                                                     image_folders: dict[str, Path]) -> None:
+    args = [a.replace("EMPTY", str(image_folders["empty"])).replace("BROKEN", str(image_folders["broken"]))
+            for a in args]
+    models = {p: p.stat().st_mtime_ns for p in (PROJECT_ROOT / "models").rglob("*") if p.is_file()}
+    calib = {p: p.stat().st_mtime_ns for p in (PROJECT_ROOT / "calib_data").rglob("*") if p.is_file()}
+    started = time.perf_counter()
+    result = rkverify(*args, "--reports", str(tmp_path / "reports"), python_flags=("-X", "importtime"))
+    seconds = time.perf_counter() - started
+    assert result.code == 2, result.stderr[-2000:]
+    lines = console(result.stderr)
+    assert len(lines) == 1 and says in lines[0] and "Fix:" in lines[0], lines
+    # OpenCV may load to read the eval images; nothing that converts or builds does
+    assert not imported(result.stderr) & {"rknn", "torch", "tensorflow", "mxnet", "onnx", "onnxruntime", "onnxsim"}
+    assert seconds < 5, f"{seconds:.1f}s"
+    assert not (tmp_path / "reports").exists()
+    assert {p: p.stat().st_mtime_ns for p in (PROJECT_ROOT / "models").rglob("*") if p.is_file()} == models
+    assert {p: p.stat().st_mtime_ns for p in (PROJECT_ROOT / "calib_data").rglob("*") if p.is_file()} == calib
 
 
 def test_a_sweep_whose_every_variant_is_refused_is_bad_input(tmp_path: Path) -> None:

@@ -125,9 +125,11 @@ def test_tflite_input_name_suggests_the_real_one(recipe_copy, capsys) -> None:
     assert "[inputs.0.name]" in line and "input_1" in line and "target" in line
 
 
-def test_integer_quantized_tflite_is_refused(recipe_copy, capsys, tmp_path) -> None:
+@pytest.mark.parametrize("io_type", ["float32", "uint8"])
+def test_integer_quantized_tflite_is_refused(io_type: str, recipe_copy, capsys, tmp_path, monkeypatch) -> None:
     """A TFLite whose weights and activations are int8 (full-integer post-training quantization of a
-    small real Keras model) has no float model left to compare against: one line, and the fix."""
+    small real Keras model; with uint8 input and output too) has no float model left to compare
+    against: one line, and the fix, told from the file's bytes before it is copied or converted."""
     import numpy as np
 
     from convert.artifacts import sha256_file
@@ -145,6 +147,8 @@ def test_integer_quantized_tflite_is_refused(recipe_copy, capsys, tmp_path) -> N
     converter.representative_dataset = lambda: ([rng.uniform(-1, 1, (1, 112, 96, 3)).astype(np.float32)]
                                                 for _ in range(8))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if io_type == "uint8":
+        converter.inference_input_type = converter.inference_output_type = tf.uint8
     model = tmp_path / "int8.tflite"
     model.write_bytes(converter.convert())
 
@@ -152,9 +156,19 @@ def test_integer_quantized_tflite_is_refused(recipe_copy, capsys, tmp_path) -> N
         text = text.replace("../shared/models/mobilefacenet-tf2/mobilefacenet_tf2.tflite", str(model))
         return text.replace("70ed61fcf34c6bff588b6827473d614f948c0a43580cff6c539c9152a5244e04", sha256_file(model))
 
+    source = PROJECT_ROOT / "models" / "tflite-mobilefacenet" / "source" / "tflite-mobilefacenet.tflite"
+    before = source.read_bytes() if source.is_file() else None
+    import convert.pipeline
+
+    def converted(*args: object) -> None:
+        raise AssertionError("the quantized TFLite reached the converter")
+
+    monkeypatch.setattr(convert.pipeline, "source_to_onnx", converted)
     line = run_cli(recipe_copy(point_at_int8, "tflite-mobilefacenet"), capsys)
     assert str(model) in line and "[source.path]" in line and "integer-quantized" in line
     assert "no float reference" in line and "give the float .tflite" in line
+    assert (io_type == "uint8") == ("is uint8" in line), line  # the first integer tensor: the uint8 input
+    assert (source.read_bytes() if source.is_file() else None) == before, "nothing copied"
 
 
 def test_tflite_leftover_input_is_not_in_the_onnx(fresh_run) -> None:

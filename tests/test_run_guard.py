@@ -1,0 +1,91 @@
+"""What a run holds while it writes: a lock per folder (two runs of one recipe take turns), the folders
+restored when the run does not finish, unique run ids. Plain folders, no toolkit: quick."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from convert.errors import RkverifyError
+from convert.recipe import PROJECT_ROOT, load_recipe
+from convert.run_guard import folders_locked, kept_unless_finished
+from convert.signals import Terminated
+from verify.evaluation import run_id
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture()
+def models(tmp_path: Path) -> Path:
+    folder = tmp_path / "models" / "net"
+    (folder / "source").mkdir(parents=True)
+    (folder / "net-w8a8-rk3588.rknn").write_bytes(b"old model" * 200_000)  # linked, not copied
+    (folder / "net-w8a8-rk3588.json").write_text('{"old": true}')
+    (folder / "source" / "net.onnx").write_bytes(b"source")
+    return folder
+
+
+def replace(path: Path, data: bytes) -> None:
+    """As artifacts are written: a temp file renamed over the old one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+@pytest.mark.parametrize("ending", [RkverifyError("recipe.yaml", "evaluate.images", "no images", "add some"),
+                                    KeyboardInterrupt(), Terminated()])
+def test_a_run_that_does_not_finish_keeps_the_previous_files(models: Path, tmp_path: Path, ending) -> None:
+    before = tree(models)
+    fresh = tmp_path / "calib_data" / "new-set"
+    with pytest.raises(type(ending)), kept_unless_finished([models, fresh]):
+        replace(models / "net-w8a8-rk3588.rknn", b"new model")
+        replace(models / "net-w8a8-rk3588.json", b'{"new": true}')
+        (models / "net-w8a8-rk3588.build.log.partial").write_text("E build failed")
+        fresh.mkdir(parents=True)
+        (fresh / "manifest.json").write_text("{}")
+        raise ending
+    kept_log = {"net-w8a8-rk3588.build.log.partial": b"E build failed"}
+    # a failed build's log stays (its error line names it); an interrupt keeps nothing at all
+    assert tree(models) == before | ({} if isinstance(ending, KeyboardInterrupt) else kept_log)
+    assert not fresh.exists()
+    assert sorted(p.name for p in models.parent.iterdir()) == ["net"], "no backup left beside it"
+
+
+def test_a_run_that_finishes_keeps_its_files(models: Path) -> None:
+    with kept_unless_finished([models]):
+        replace(models / "net-w8a8-rk3588.rknn", b"new model")
+    assert (models / "net-w8a8-rk3588.rknn").read_bytes() == b"new model"
+    assert sorted(p.name for p in models.parent.iterdir()) == ["net"]
+
+
+def test_two_runs_of_one_folder_take_turns(models: Path) -> None:
+    """The second run says it waits, and starts when the first lets go."""
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(PROJECT_ROOT)!r})
+        from pathlib import Path
+        from convert.run_guard import folders_locked
+        with folders_locked([Path({str(models)!r})]):
+            print(time.monotonic(), flush=True)
+    """)
+    with folders_locked([models]):
+        second = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        time.sleep(1.5)
+        assert second.poll() is None, "the second run must wait"
+        released = time.monotonic()
+    out, err = second.communicate(timeout=30)
+    assert float(out) >= released
+    assert f"another run is writing {models}: waiting for it to finish" in err
+
+
+def test_run_ids_are_unique_within_one_second() -> None:
+    loaded = load_recipe("retinaface")
+    ids = {run_id(loaded) for _ in range(50)}
+    assert len(ids) == 50 and len({i[:16] for i in ids}) <= 2  # same second (or two), distinct ids
