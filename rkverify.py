@@ -140,6 +140,9 @@ def command(args: argparse.Namespace) -> int:
     run_dir = run(args.recipe, overrides, args.reports, args.workers, ray_address=args.ray)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for gate in metrics["gates"]:
+        if gate.get("skipped"):
+            print(f"gate {gate['gate']}: skipped, {gate['skipped']}")
+            continue
         status = "pass" if gate["passed"] else "FAIL"
         op = "<=" if gate["gate"].startswith("max_") else ">="
         print(f"gate {gate['gate']}: {gate['value']:.4f} ({op} {gate['threshold']}) {status}")

@@ -179,22 +179,45 @@ def artifact_set(model_dir: Path) -> dict[str, dict[str, str]]:
             for rknn in sorted(model_dir.glob("*.rknn"))}
 
 
+def interrupted_run(model_dir: Path, tmp_path: Path, signum: int, after_build: bool) -> tuple[int, str]:
+    """Run retinaface as a user does, with its own temp folder, and send `signum` to its process group
+    (as Ctrl-C, CI runners and `timeout` do) mid-build, or once both builds are in place (mid-verification)."""
+    partial = model_dir / "retinaface-w8a8-rk3588.build.log.partial"
+    partial.unlink(missing_ok=True)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    started = time.time_ns()
+    fp16_json = model_dir / "retinaface-float16-rk3588.json"
+    process = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "rkverify.py"), "run", "retinaface", "--reports",
+                                str(tmp_path / "reports")], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               env=os.environ | {"TMPDIR": str(temp)})
+    deadline = time.monotonic() + 600
+
+    def ready() -> bool:
+        if after_build:  # the float16 build (the second) has written its provenance: verification is on
+            return fp16_json.is_file() and fp16_json.stat().st_mtime_ns > started
+        return partial.is_file() and partial.stat().st_size > 10_000
+
+    while not ready() and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        time.sleep(0.05)
+    if after_build:
+        time.sleep(3)  # into the simulator steps
+    os.killpg(process.pid, signum)
+    _, stderr = process.communicate(timeout=180)
+    assert not partial.exists(), "nothing half-written is kept"
+    assert not list(temp.iterdir()), f"temp folders left: {sorted(p.name for p in temp.iterdir())}"
+    assert not (tmp_path / "reports").exists()
+    return process.returncode, stderr
+
+
 def test_ctrl_c_mid_build_is_one_line_and_keeps_model_and_log_a_pair(retinaface_run: Path, tmp_path: Path) -> None:
     model_dir = PROJECT_ROOT / "models" / "retinaface"
     before = artifact_set(model_dir)
     assert before, "the session's retinaface run left builds to compare with"
-    partial = model_dir / "retinaface-w8a8-rk3588.build.log.partial"
-    partial.unlink(missing_ok=True)
-    process = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "rkverify.py"), "run", "retinaface", "--reports",
-                                str(tmp_path / "reports")], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + 600
-    while not (partial.is_file() and partial.stat().st_size > 10_000) and time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()[1][-2000:]
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C does: the whole foreground process group
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr[-2000:]
+    code, stderr = interrupted_run(model_dir, tmp_path, signal.SIGINT, after_build=False)
+    assert code == 130, stderr[-2000:]
     lines = [line for line in stderr.splitlines() if not line.startswith("[rkverify]") and line.strip()]
     assert lines[-1].startswith("rkverify: interrupted;") and "Traceback" not in stderr
     after = artifact_set(model_dir)
@@ -204,4 +227,23 @@ def test_ctrl_c_mid_build_is_one_line_and_keeps_model_and_log_a_pair(retinaface_
         assert changed in (set(), set(files)), (stem, changed)
         provenance = json.loads((model_dir / f"{stem}.json").read_text())
         assert provenance["artifact_sha256"] == files[".rknn"]
-    assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize("after_build", [False, True], ids=["mid-build", "mid-verification"])
+def test_sigterm_is_one_line_cleans_up_and_keeps_the_previous_artifacts(retinaface_run: Path, tmp_path: Path,
+                                                                        after_build: bool) -> None:
+    """SIGTERM (CI runners, `timeout`, schedulers) ends the run as Ctrl-C does: one line, exit 143, no
+    .partial log, no temp folder; and the run did not finish, so models/ and calib_data/ are as before
+    (mid-verification too, when both new builds were already in place)."""
+    model_dir = PROJECT_ROOT / "models" / "retinaface"
+    manifest = PROJECT_ROOT / "calib_data" / "faces-640-bgr" / "manifest.json"
+    before, manifest_before = artifact_set(model_dir), sha256_file(manifest)
+    code, stderr = interrupted_run(model_dir, tmp_path, signal.SIGTERM, after_build)
+    assert code == 143, stderr[-2000:]
+    lines = [line for line in stderr.splitlines() if not line.startswith("[rkverify]") and line.strip()]
+    assert lines == ["rkverify: terminated (SIGTERM); nothing half-written was kept: earlier models, calibration "
+                     "sets and reports are as they were"], stderr[-2000:]
+    assert artifact_set(model_dir) == before
+    assert sha256_file(manifest) == manifest_before
+    assert not [p.name for p in model_dir.parent.iterdir() if p.name.startswith(".retinaface.")
+                and not p.name.endswith(".lock")], "no backup left"
