@@ -219,7 +219,7 @@ Task = Literal["detection", "recognition", "drift"]
 # gates that read a task's own figures
 TASK_GATES = {"min_foreground_cosine": "detection", "min_detection_match_rate": "detection",
               "min_quantized_accuracy": "recognition", "max_accuracy_drop": "recognition",
-              "min_embedding_cosine": "recognition"}
+              "min_embedding_cosine": "recognition", "max_calibration_overlap": "recognition"}
 
 
 class Evaluate(Strict):
@@ -251,6 +251,8 @@ class Gates(Strict):
     min_quantized_accuracy: float | None = None
     max_accuracy_drop: float | None = None
     min_embedding_cosine: float | None = None
+    max_calibration_overlap: int | None = Field(None, ge=0, description="images both in the calibration set and "
+                                                "evaluated (content hash); 0 by default when evaluating on LFW")
 
 
 class Build(Strict):

@@ -60,6 +60,24 @@ def test_fix_reports_goal_before_and_status(fresh_run) -> None:
         assert "quantization:" in fix["recipe_block"] and fix["rknn_bytes_after"] > 0
 
 
+def test_variant_tables_compare_like_with_like_and_name_their_pairs(fresh_run) -> None:
+    """Before, the fix table put the run's 600-pair figures beside the fix's 200-pair subset ("float
+    accuracy 0.9900 -> with the fix 0.9600" for one float model): both columns now rest on the same
+    pairs, which the table names, and the fix's whole-set re-measure is shown beside the run's."""
+    run_dir = fresh_run(RECOGNIZER)
+    metrics = metrics_of(run_dir)
+    sensitivity, stability = metrics["sensitivity"], metrics["calibration"]["stability"]
+    subset = min(load_recipe(RECOGNIZER).recipe.evaluate.verification.analysis_pairs, metrics["verification"]["pairs"])
+    for table in (sensitivity, stability):
+        assert table["basis"].startswith(f"{subset} pairs (the analysis subset")
+    fix = sensitivity["fix"]
+    if fix["float_layers"]:  # the float model is one model: one figure in both columns
+        assert fix["task_before"]["float accuracy"] == fix["task_after"]["float accuracy"]
+        html = (run_dir / "report.html").read_text()
+        assert f"re-measured on every pair ({metrics['verification']['pairs']} pairs)" in html
+    assert stability["full"]["float accuracy"] == stability["runs"][0]["float accuracy"]
+
+
 def test_unknown_hybrid_layer_is_refused(capsys) -> None:
     path = PROJECT_ROOT / "convert" / "recipes" / f"{RECOGNIZER}.yaml"
     code = rkverify.main(["run", str(path), "--set", 'quantization.hybrid.float_layers=["no_such_tensor"]',

@@ -13,7 +13,7 @@ from convert.pipeline import Artifacts
 from convert.recipe import LoadedRecipe
 from convert.rknn_build import quantized_build
 from verify.sensitivity import measure_build, task_summary
-from verify.variants import Measure
+from verify.variants import Measure, basis, run_as_variants_are_measured
 
 if TYPE_CHECKING:
     from verify.run_state import RunState
@@ -41,6 +41,8 @@ def resampled_stability(loaded: LoadedRecipe, artifacts: Artifacts, measure: Mea
 
 
 def step(state: RunState) -> None:
+    # the resamples are measured on the analysis subset: the full set's column is the run on that subset too
+    full = run_as_variants_are_measured(state)
     state.metrics["calibration"]["stability"] = resampled_stability(
-        state.loaded, state.artifacts, state.measure, state.recipe.analysis.calibration_resamples, state.metrics,
-        state.log_file)
+        state.loaded, state.artifacts, state.measure, state.recipe.analysis.calibration_resamples, full,
+        state.log_file) | {"basis": basis(full, len(state.images))}

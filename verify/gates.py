@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from convert.recipe import Gates
+from convert.recipe import Gates, Recipe
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,19 @@ GATE_METRICS: dict[str, tuple[str, Callable[[dict[str, Any]], float]]] = {
                           lambda m: m["verification"]["accuracy_drop"]),
     "min_embedding_cosine": ("mean cosine of float vs quantized embeddings",
                              lambda m: m["verification"]["embedding_drift"]["cosine_mean"]),
+    "max_calibration_overlap": ("images both calibrated on and evaluated (content hash): leakage",
+                                lambda m: m["verification"]["calibration_leakage"]["overlap"]),
 }
+RUN_ONLY_GATES = {"max_calibration_overlap"}  # what the whole run measures, not a rebuilt variant (verify.sensitivity)
+LEAKAGE_DATASETS = ("lfw",)  # evaluated on these, calibration leakage is gated at 0 unless the recipe says otherwise
+
+
+def gates_of(recipe: Recipe) -> Gates:
+    """The recipe's gates, with the leakage gate on (0) for a recognizer evaluated on LFW."""
+    verification = recipe.evaluate.verification
+    if verification and verification.dataset.name in LEAKAGE_DATASETS and recipe.gates.max_calibration_overlap is None:
+        return recipe.gates.model_copy(update={"max_calibration_overlap": 0})
+    return recipe.gates
 
 
 # gates over the outputs large enough to compare; with none, not applied (README: "Small outputs")

@@ -20,9 +20,9 @@ from convert.hybrid import HybridBase, hybrid_base, hybrid_build, proposed_layer
 from convert.pipeline import Artifacts
 from convert.recipe import Gates, LoadedRecipe
 from convert.rknn_build import Toolkit
-from verify.gates import GATE_METRICS, evaluate_gates
+from verify.gates import GATE_METRICS, RUN_ONLY_GATES, evaluate_gates
 from verify.runners import RknnRunner
-from verify.variants import Measure, WholeSet, fix_on_every_pair
+from verify.variants import Measure, WholeSet, basis, fix_on_every_pair, run_as_variants_are_measured
 
 if TYPE_CHECKING:
     from verify.run_state import RunState
@@ -55,7 +55,7 @@ def task_summary(metrics: dict[str, Any]) -> dict[str, float]:
 def goal_of(loaded: LoadedRecipe) -> Gates:
     recipe = loaded.recipe
     goal = recipe.analysis.fix_goal or recipe.gates
-    return goal.model_copy(update={name: None for name in LAYER_GATES})
+    return goal.model_copy(update={name: None for name in LAYER_GATES | RUN_ONLY_GATES})
 
 
 def measure_build(loaded: LoadedRecipe, toolkit: Toolkit, measure: Measure, variant: str, log_file: Path,
@@ -196,5 +196,8 @@ def propose_fix(loaded: LoadedRecipe, artifacts: Artifacts, base: HybridBase, ra
 def step(state: RunState) -> None:
     assert state.layers is not None  # the per-layer step ran: the candidates come from its table
     whole_set = fix_on_every_pair(state) if state.face_pass else None
-    state.metrics["sensitivity"] = analyse(state.loaded, state.artifacts, state.layers, state.metrics, state.measure,
+    # candidates and the fix are measured on the analysis subset: "before" is the run on that subset too
+    quantized = run_as_variants_are_measured(state)
+    state.metrics["sensitivity"] = analyse(state.loaded, state.artifacts, state.layers, quantized, state.measure,
                                            state.log_file, whole_set)
+    state.metrics["sensitivity"]["basis"] = basis(quantized, len(state.images))

@@ -27,7 +27,7 @@ from verify import (
 )
 from verify.cache import SHARED_CACHE_DIR
 from verify.compare import agreement_per_input, input_sensitivity, summarise_outputs
-from verify.gates import evaluate_gates, gate_dicts
+from verify.gates import evaluate_gates, gate_dicts, gates_of
 from verify.recognition import FacePass, verification_metrics
 from verify.run_models import recognizer_models, rknn_runner
 from verify.run_state import RunState
@@ -90,7 +90,7 @@ def output_agreement(state: RunState) -> None:
 
 def gates(state: RunState) -> None:
     state.metrics["sample_sizes"] = sample_sizes(state.metrics)
-    results = evaluate_gates(state.recipe.gates, state.metrics)
+    results = evaluate_gates(gates_of(state.recipe), state.metrics)
     state.metrics["gates"] = gate_dicts(results)
     state.metrics["passed"] = all(g.passed for g in results)
 

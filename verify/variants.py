@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from convert.artifacts import sha256_bytes
 from verify.compare import agreement_per_input, summarise_outputs
 from verify.detection_agreement import detection_agreement
+from verify.lfw import PairSet
 from verify.recognition import Model, choose_pairs, pair_subset, verification_metrics
 from verify.run_state import RunState
 from verify.runners import Runner, SimulatorSpec, run_all
@@ -24,6 +25,32 @@ class Measure(Protocol):
     def __call__(self, runner: Runner, variant: str, scratch: Path, verification: bool = True) -> dict[str, Any]: ...
 
 
+def analysis_pairs(state: RunState) -> PairSet | None:
+    """The fixed subset of pairs analyses measure variants on (None: no dataset, the eval inputs only)."""
+    cfg = state.recipe.evaluate.verification
+    return pair_subset(choose_pairs(cfg, state.loaded.path)[0], cfg.analysis_pairs) if cfg and state.face_pass else None
+
+
+def run_as_variants_are_measured(state: RunState) -> dict[str, Any]:
+    """The run's own quantized figures on what variants are measured on (the analysis subset of pairs),
+    so a table of variants compares like with like; from the run's cached embeddings, no new pass."""
+    metrics = {key: state.metrics[key] for key in ("outputs", "detection") if key in state.metrics}
+    subset = analysis_pairs(state)
+    if subset is not None and state.face_pass is not None:
+        with tempfile.TemporaryDirectory(prefix="rkverify-subset-") as scratch:
+            metrics["verification"], _ = verification_metrics(state.loaded, state.face_pass, Path(scratch), subset)
+    return metrics
+
+
+def basis(metrics: dict[str, Any], inputs: int) -> str:
+    """What a variant table's figures rest on, in words."""
+    verification = metrics.get("verification")
+    if verification is None:
+        return f"the {inputs} eval inputs"
+    which = "the analysis subset" if verification["subset"] else "every pair"
+    return f"{verification['pairs']} pairs ({which}, evaluate.verification.analysis_pairs) and the {inputs} eval inputs"
+
+
 # whole_set(float_layers) -> verification figures of that hybrid variant on every pair (None: no dataset)
 WholeSet = Callable[[list[str]], dict[str, Any] | None]
 
@@ -33,8 +60,7 @@ def variant_measure(state: RunState) -> Measure:
     not each cost a whole dataset."""
     loaded, recipe, images, float_out, face_pass = state.loaded, state.recipe, state.images, state.outputs["float"], \
         state.face_pass
-    cfg = recipe.evaluate.verification
-    subset = pair_subset(choose_pairs(cfg, loaded.path)[0], cfg.analysis_pairs) if cfg and face_pass else None
+    subset = analysis_pairs(state)
 
     def measure(runner: Runner, variant: str, scratch: Path, verification: bool = True) -> dict[str, Any]:
         out, _ = run_all(runner, images)
