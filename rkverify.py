@@ -100,6 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     sweep_cmd.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                            help=RAY_HELP.format(units="the variants"))
     sweep_cmd.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where sweep folders go")
+    clean_cmd = sub.add_parser("clean", help="list (or, with --apply, remove) old runs, hybrid variants, caches and "
+                               "leftovers of killed runs")
+    clean_cmd.add_argument("--keep", type=int, default=5, metavar="N", help="runs (and sweeps) kept per recipe (default 5)")
+    clean_cmd.add_argument("--only", action="append", choices=("runs", "hybrid", "caches", "leftovers"),
+                           help="only these kinds (repeat it; default: all)")
+    clean_cmd.add_argument("--apply", action="store_true", help="remove them (default: a dry run that lists them)")
+    clean_cmd.add_argument("--reports", type=Path, default=REPORTS_DIR, help="the reports folder")
     args = parser.parse_args(argv)
     terminate_as_interrupt()
     try:
@@ -112,7 +119,7 @@ def error_log(args: argparse.Namespace) -> Path:
     """Where a failed command writes its traceback: beside the run's reports."""
     if args.command == "render":
         return args.run_dir / "last-error.log"
-    if args.command == "view":
+    if args.command in ("view", "clean"):
         return REPORTS_DIR / "last-error.log"
     return args.reports / Path(args.recipe).stem.removeprefix("convert-") / "last-error.log"
 
@@ -134,6 +141,12 @@ def command(args: argparse.Namespace) -> int:
         return PASSED
     if args.command == "sweep":
         return run_sweep(args)
+    if args.command == "clean":
+        from verify.clean import CATEGORIES, clean
+        from verify.run import CALIB_DIR, MODELS_DIR
+
+        print("\n".join(clean(args.reports, MODELS_DIR, CALIB_DIR, args.keep, tuple(args.only or CATEGORIES), args.apply)))
+        return PASSED
     overrides = parse_overrides(args.overrides)
     if args.target:
         overrides |= {"target.platform": args.target, "target.runtime": "board", "target.device_id": args.device_id}
