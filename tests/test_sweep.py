@@ -139,3 +139,18 @@ def test_a_killed_variant_is_a_failed_row_and_the_others_complete(tmp_path: Path
     finished = [r for r in rows if "figures" in r]
     assert len(died) == 1 and len(finished) == 1 and finished[0]["figures"]["match rate"] > 0.9
     assert "worker process died" in (done["folder"] / "sweep.html").read_text()
+
+
+def test_until_gates_stops_at_the_first_batch_that_passes(tmp_path: Path) -> None:
+    """Cheapest first (8 calibration images before 16), one variant per batch: the first passes the
+    recipe's gates, so the second is not built and its row says why."""
+    from verify.sweep import sweep
+
+    folder = sweep("retinaface", {"quantization.calibration.size": [16, 8]}, tmp_path, workers=1, until_gates=True,
+                   base=LEAN)
+    summary = json.loads((folder / "sweep.json").read_text())
+    rows = {r["variant"]: r for r in summary["rows"]}
+    assert rows["v02"]["passed"] and rows["v02"]["cost_order"] == 1
+    assert rows["v01"]["skipped"] == "not run: a cheaper variant already passes the gates" and "figures" not in rows["v01"]
+    assert summary["stopped_at"] == "v02" and summary["best"]["variant"] == "v02"
+    assert sorted(p.name for p in (folder / "variants").iterdir()) == ["v02"], "the skipped variant built nothing"
