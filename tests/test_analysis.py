@@ -116,7 +116,10 @@ def test_preprocessing_contract_flags_swapped_channels(fresh_run) -> None:
     images = [prepare(p, wrong.recipe.model_input, wrong.recipe.preprocess)
               for p in resolve_images(wrong.recipe.evaluate.images, wrong.path, "evaluate.images")[:8]]
     result = check_preprocessing(wrong, PROJECT_ROOT / "models" / "retinaface" / "retinaface.onnx", images)
-    assert result["best"] == "channels swapped (BGR)" and "channels swapped (BGR)" in result["warning"]
+    assert result["best"] == "channels swapped (BGR)"
+    # 27 faces vs 25 on 8 photos, the difference on two of them: ahead in ~67% of bootstrap draws, so the
+    # check names it but gives no verdict (16 photos: 40 vs 37, 87%); a verdict needs 95%
+    assert result["warning"] == "" and result["cannot_tell"].startswith("cannot tell: 'channels swapped (BGR)'")
 
 
 def test_tensor_stats_flag_a_layer_whose_norm_drifts(tmp_path) -> None:
