@@ -89,3 +89,27 @@ def test_run_ids_are_unique_within_one_second() -> None:
     loaded = load_recipe("retinaface")
     ids = {run_id(loaded) for _ in range(50)}
     assert len(ids) == 50 and len({i[:16] for i in ids}) <= 2  # same second (or two), distinct ids
+
+
+def test_two_runs_of_one_recipe_started_together_each_keep_their_report(tmp_path: Path) -> None:
+    """Started in the same second with one recipe and one reports folder: the second waits for the
+    first (same models/ files), each writes its own run folder, and the index lists both."""
+    import json
+    import os
+
+    lean = ["--set", "analysis.sensitivity_layers=0", "--set", "analysis.preprocess_check=false",
+            "--set", "evaluate.count=2", "--set", "evaluate.layer_analysis_images=0"]
+    reports = tmp_path / "reports"
+    command = [sys.executable, str(PROJECT_ROOT / "rkverify.py"), "run", "retinaface", *lean, "--reports", str(reports)]
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    first, second = (subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, env=env) for _ in range(2))
+    results = [process.communicate(timeout=900) for process in (first, second)]
+    assert first.returncode == second.returncode == 0, [err[-1500:] for _, err in results]
+    assert sum("another run is writing" in err for _, err in results) == 1, "exactly one of them waited"
+    runs = sorted(p for p in (reports / "retinaface").iterdir() if (p / "metrics.json").is_file())
+    assert len(runs) == 2 and runs[0].name[:16] <= runs[1].name[:16]
+    ids = {json.loads((run / "metrics.json").read_text())["run_id"] for run in runs}
+    assert ids == {run.name for run in runs}
+    index = (reports / "index.html").read_text()
+    assert all(run.name in index for run in runs)
