@@ -48,10 +48,13 @@ def folders_locked(folders: list[Path]) -> Iterator[None]:
 
 
 def _keep(src: str, dst: str) -> None:
-    if os.path.getsize(src) < COPY_BELOW_BYTES:
-        shutil.copy2(src, dst)
-    else:
-        os.link(src, dst)
+    if os.path.getsize(src) >= COPY_BELOW_BYTES:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:  # a file system without hard links: a copy keeps it all the same
+            pass
+    shutil.copy2(src, dst)
 
 
 @contextlib.contextmanager
