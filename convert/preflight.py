@@ -3,9 +3,12 @@ framework is imported, so a missing file answers in well under a second instead 
 imports. The heavy steps check the same things again where they use them."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from convert.errors import RkverifyError
 from convert.recipe import PROJECT_ROOT, ImageSource, LoadedRecipe
 from convert.source import WHEELS_DIR, package_dir
+from convert.source_check import check_tflite
 
 
 def check_paths(loaded: LoadedRecipe) -> None:
@@ -37,6 +40,8 @@ def _source(loaded: LoadedRecipe) -> None:
         if source.params and not (PROJECT_ROOT / source.params).is_file():
             raise RkverifyError(loaded.path, "source.params", f"params file {PROJECT_ROOT / source.params} "
                                 "does not exist", "point at the <prefix>-<epoch>.params saved with the symbol")
+        if source.framework == "tflite":  # an integer-quantized file, from its bytes (no TensorFlow, no onnxsim)
+            check_tflite(path.read_bytes(), Path(source.path))
 
 
 def _images(loaded: LoadedRecipe, sources: list[ImageSource], field: str) -> None:

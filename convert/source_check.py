@@ -125,10 +125,10 @@ def check_source_bytes(data: bytes, framework: str, origin: Path, recipe_path: P
     if kind == "onnx":
         _check_onnx(data, origin, recipe_path)
     if kind == "tflite":
-        _check_tflite(data, origin)
+        check_tflite(data, origin)
 
 
-def _check_tflite(data: bytes, origin: Path) -> None:
+def check_tflite(data: bytes, origin: Path) -> None:
     from convert.tflite_header import quantized_tensor
 
     found = quantized_tensor(data)
