@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import signal
 
+import pytest
+
 from verify.workers import map_units, run_units, shards
 
 
@@ -76,19 +78,28 @@ def terminated_mid_unit(folder: str) -> int:
     return 0
 
 
-def test_a_terminated_worker_cleans_up_and_its_unit_says_so(tmp_path) -> None:
-    """SIGTERM to a pool worker (a scheduler, a pool shutting down) ends it as Ctrl-C would: its temp
-    folders go, and the caller gets one line for the unit."""
-    outcomes = run_units(terminated_mid_unit, [str(tmp_path)], 1, isolated=True)
-    assert outcomes[0].result is None and outcomes[0].error == "worker process terminated (SIGTERM)"
+@pytest.mark.parametrize("engine", ["pool", "ray"])
+def test_a_terminated_worker_cleans_up_and_its_unit_says_so(engine: str, tmp_path) -> None:
+    """SIGTERM to a pool or Ray worker (a scheduler, a pool shutting down) ends it as Ctrl-C would: its
+    temp folders go, and the caller gets one line for the unit (and is not itself terminated)."""
+    if engine == "ray":
+        pytest.importorskip("ray")
+        import ray
+    try:
+        outcomes = run_units(terminated_mid_unit, [str(tmp_path)], 1, isolated=True,
+                             ray_address="local" if engine == "ray" else None)
+    finally:
+        if engine == "ray":
+            ray.shutdown()
+    said = {"pool": "worker process terminated (SIGTERM)",
+            "ray": "worker process terminated (SIGTERM) or interrupted"}[engine]
+    assert outcomes[0].result is None and outcomes[0].error == said
     assert not list(tmp_path.iterdir())
 
 
 def test_bad_input_in_a_ray_worker_stays_bad_input() -> None:
     """A RkverifyError raised in a Ray task comes back as itself (exit 2 for the command), not as a
     RayTaskError line (exit 3); a sweep on Ray then marks the variant refused."""
-    import pytest
-
     pytest.importorskip("ray")
     import ray
 

@@ -173,13 +173,24 @@ def _run_on_ray(function: Callable[[Unit], Result], units: Sequence[Unit], addre
                      _node_ip_address="127.0.0.1", log_to_driver=False)
         else:
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
-    task = ray.remote(num_cpus=1, max_retries=0)(function)
-    refs = [task.remote(unit) for unit in units]
+    task = ray.remote(num_cpus=1, max_retries=0)(_in_ray_worker)
+    refs = [task.remote(function, unit) for unit in units]
     outcomes: list[Outcome[Result]] = []
     for ref in refs:
         try:
             outcomes.append(Outcome(ray.get(ref)))
         except Exception as exc:  # RayTaskError (the unit raised) or a dead worker
             cause = getattr(exc, "cause", None) or exc  # the unit's own exception: bad input stays bad input
-            outcomes.append(Outcome(None, one_line(cause), cause))
+            # the unit unwound (temp folders removed) and Ray reports an interrupted task as cancelled
+            # (this module never cancels one); the caller was not terminated itself
+            if isinstance(cause, Terminated | ray.exceptions.TaskCancelledError):
+                outcomes.append(Outcome(None, "worker process terminated (SIGTERM) or interrupted"))
+            else:
+                outcomes.append(Outcome(None, one_line(cause), cause))
     return outcomes
+
+
+def _in_ray_worker(function: Callable[[Unit], Result], unit: Unit) -> Result:
+    """A Ray task's body: SIGTERM to its worker unwinds the unit (temp folders removed), as in the pool."""
+    terminate_as_interrupt()
+    return function(unit)
