@@ -38,6 +38,15 @@ def test_sensitivity_ranks_blocks_that_exist(fresh_run) -> None:
         assert gains == sorted(gains, reverse=True)
 
 
+def test_the_toolkits_own_proposal_is_measured_on_retinaface(fresh_run) -> None:
+    """It failed with "assignment destination is read-only" (IRGraph.expand_batch writing into weights
+    onnx hands out read-only) in every default run; with writeable weights it is a ranked candidate."""
+    sensitivity = metrics_of(fresh_run("retinaface"))["sensitivity"]
+    assert sensitivity["toolkit_proposal_error"] is None
+    proposal = [r for r in sensitivity["ranking"] if r["candidate"].startswith("rknn-toolkit2's own proposal")]
+    assert len(proposal) == 1 and len(proposal[0]["float_layers"]) > 10 and np.isfinite(proposal[0]["gain_db"])
+
+
 def test_hybrid_block_rebuilds_to_the_figure_the_analysis_measured(fresh_run, tmp_path) -> None:
     """Pasting a ranked block into quantization.hybrid reproduces the measured output cosine."""
     top = metrics_of(fresh_run(RECOGNIZER))["sensitivity"]["ranking"][0]
