@@ -73,6 +73,7 @@ def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Pa
     """Convert and verify one recipe; return the run directory. Dataset-sized work runs on
     `workers` processes (default: one per core), or as that many Ray tasks with `ray_address`;
     artifacts go to `models_dir` (a sweep gives each variant its own, and its own calibration folder)."""
+    check_paths(load_recipe(recipe, overrides))  # bad input answers before any lock is waited for
     written = folders_written(recipe, overrides, models_dir, calib_dir)
     # two runs that would write the same files take turns; a run that does not finish keeps none of its files
     with folders_locked(written), kept_unless_finished(written):
