@@ -55,3 +55,25 @@ def test_numbers_are_formatted_to_be_read() -> None:
     assert format_number(0.99991234) == "0.9999"
     assert format_number(3.2e-7) == "3.2e-07"
     assert format_number(0.0) == "0.0000" and format_number(float("nan")) == "nan" and format_number(None) == "n/a"
+
+
+def test_a_skipped_gate_says_why_on_the_console_and_does_not_fail_the_run(tmp_path, monkeypatch, capsys) -> None:
+    """The gate line of a run whose every output is too small (as the command prints it from metrics.json)."""
+    import json
+
+    import rkverify
+    from verify.gates import gate_dicts
+
+    rng = np.random.default_rng(2)
+    tiny = [{"output0": rng.normal(scale=4.6e-19, size=128)} for _ in range(3)]
+    summary = summarise_outputs(agreement_per_input(["output0"], tiny, tiny))
+    results = evaluate_gates(Gates(min_output_cosine=0.99), {"outputs": summary})
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.json").write_text(json.dumps({"gates": gate_dicts(results), "passed": True,
+                                                      "sample_sizes": {}}))
+    monkeypatch.setattr(rkverify, "run", lambda *args, **kwargs: run_dir)
+    assert rkverify.main(["run", "retinaface", "--reports", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    said = "gate min_output_cosine: skipped, every output is too small to compare (float RMS below float16's smallest"
+    assert said in out and "FAIL" not in out and "nan" not in out
