@@ -166,7 +166,10 @@ def propose_fix(loaded: LoadedRecipe, artifacts: Artifacts, base: HybridBase, ra
         if all(g.passed for g in after):
             break
     if not chosen:
-        return fix | {"status": "no candidate set improved on the quantized build", "float_layers": []}
+        too_big = [c for c in helpful if len(c["float_layers"]) > recipe.analysis.max_fix_layers]
+        beyond = (f" within analysis.max_fix_layers ({recipe.analysis.max_fix_layers}); larger and not tried: "
+                  + ", ".join(f"{c['candidate']} (+{c['gain_db']:.1f} dB)" for c in too_big)) if too_big else ""
+        return fix | {"status": f"no candidate set improved on the quantized build{beyond}", "float_layers": []}
     passed = all(g.passed for g in after)
     if passed and len(chosen) > 1:  # the shortest prefix that still meets the goal (bisection)
         low, high = 1, len(chosen)
