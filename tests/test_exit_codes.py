@@ -116,7 +116,8 @@ def test_a_sweep_whose_every_variant_is_refused_is_bad_input(engine: list[str], 
     assert result.code == 2, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("v0")]
     assert len(rows) == 2 and all("crashes building w16a16i_dfp" in row for row in rows)
-    assert result.stderr.strip() == "rkverify: error: no variant could be measured (the rows above say why)"
+    assert result.last_line == "rkverify: error: no variant could be measured (the rows above say why)"
+    assert engine or result.stderr.strip() == result.last_line  # Ray prints its start-up lines before it
 
 
 def test_anchor_count_matches_the_decoder() -> None:
