@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from convert.faults import BAD_INPUT, FAILED, GATE_FAILED, PASSED, report_failure
+from convert.signals import terminate_as_interrupt
 from core.errors import RkverifyError
 from core.recipe import REPORTS_DIR
 from verify.run import convert_all, run  # noqa: F401  (the library's API, used by tests)
@@ -100,7 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     sweep_cmd.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                            help=RAY_HELP.format(units="the variants"))
     sweep_cmd.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where sweep folders go")
+    clean_cmd = sub.add_parser("clean", help="list (or, with --apply, remove) old runs, hybrid variants, caches and "
+                               "leftovers of killed runs")
+    clean_cmd.add_argument("--keep", type=int, default=5, metavar="N", help="runs (and sweeps) kept per recipe (default 5)")
+    clean_cmd.add_argument("--only", action="append", choices=("runs", "hybrid", "caches", "leftovers"),
+                           help="only these kinds (repeat it; default: all)")
+    clean_cmd.add_argument("--apply", action="store_true", help="remove them (default: a dry run that lists them)")
+    clean_cmd.add_argument("--reports", type=Path, default=REPORTS_DIR, help="the reports folder")
     args = parser.parse_args(argv)
+    terminate_as_interrupt()
     try:
         return command(args)
     except (Exception, KeyboardInterrupt) as exc:  # every ending gets its exit code and one line, no traceback
@@ -111,7 +120,7 @@ def error_log(args: argparse.Namespace) -> Path:
     """Where a failed command writes its traceback: beside the run's reports."""
     if args.command == "render":
         return args.run_dir / "last-error.log"
-    if args.command == "view":
+    if args.command in ("view", "clean"):
         return REPORTS_DIR / "last-error.log"
     return args.reports / Path(args.recipe).stem.removeprefix("convert-") / "last-error.log"
 
@@ -133,6 +142,12 @@ def command(args: argparse.Namespace) -> int:
         return PASSED
     if args.command == "sweep":
         return run_sweep(args)
+    if args.command == "clean":
+        from verify.clean import CATEGORIES, clean
+        from verify.run import CALIB_DIR, MODELS_DIR
+
+        print("\n".join(clean(args.reports, MODELS_DIR, CALIB_DIR, args.keep, tuple(args.only or CATEGORIES), args.apply)))
+        return PASSED
     overrides = parse_overrides(args.overrides)
     if args.target:
         overrides |= {"target.platform": args.target, "target.runtime": "board", "target.device_id": args.device_id}
@@ -141,6 +156,9 @@ def command(args: argparse.Namespace) -> int:
 
     results = RunResults.read(run_dir)
     for gate in results.gates:
+        if gate.skipped:
+            print(f"gate {gate.gate}: skipped, {gate.skipped}")
+            continue
         status = "pass" if gate.passed else "FAIL"
         op = "<=" if gate.gate.startswith("max_") else ">="
         print(f"gate {gate.gate}: {gate.value:.4f} ({op} {gate.threshold}) {status}")

@@ -52,12 +52,16 @@ def build_rknn(loaded: LoadedRecipe, onnx_path: Path, source_sha256: str, list_f
     partial_log.unlink(missing_ok=True)
     started = time.perf_counter()
     float_layers = quant.hybrid.float_layers if list_file is not None else []
-    toolkit = live_build(loaded, onnx_path, list_file, partial_log)
-    build_seconds = time.perf_counter() - started
-    with atomic_path(out_path) as tmp:
-        toolkit.call("export_rknn", "", "check free disk space", lambda: toolkit.rknn.export_rknn(str(tmp)))
-        artifact_sha256, artifact_bytes = sha256_file(tmp), tmp.stat().st_size
-        os.replace(partial_log, log_file)  # atomic_path renames the model right after
+    try:
+        toolkit = live_build(loaded, onnx_path, list_file, partial_log)
+        build_seconds = time.perf_counter() - started
+        with atomic_path(out_path) as tmp:
+            toolkit.call("export_rknn", "", "check free disk space", lambda: toolkit.rknn.export_rknn(str(tmp)))
+            artifact_sha256, artifact_bytes = sha256_file(tmp), tmp.stat().st_size
+            os.replace(partial_log, log_file)  # atomic_path renames the model right after
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: nothing half-written stays (a failed build's log does: its
+        partial_log.unlink(missing_ok=True)  # error line names it)
+        raise
     provenance = {
         "artifact": out_path.name,
         "artifact_sha256": artifact_sha256,

@@ -2,7 +2,7 @@
 
 0 every gate passed, 1 a gate failed, 2 bad input (RkverifyError: file, field, fix), 3 an internal
 or environment failure (the line says what failed; the traceback goes to a log file, never to the
-console), 130 interrupted (Ctrl-C). Light on imports: this runs before anything heavy is loaded.
+console), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Light on imports: this runs before anything heavy is loaded.
 """
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import tempfile
 import traceback
 from pathlib import Path
 
+from convert.signals import Terminated
 from core.errors import RkverifyError
 
-PASSED, GATE_FAILED, BAD_INPUT, FAILED, INTERRUPTED = 0, 1, 2, 3, 130
+PASSED, GATE_FAILED, BAD_INPUT, FAILED, INTERRUPTED, TERMINATED = 0, 1, 2, 3, 130, 143
 STEP_NOTE = "during step: "  # convert.progress.step adds it to an exception that leaves a step
 
 
@@ -24,6 +25,10 @@ def report_failure(exc: BaseException, error_log: Path) -> int:
     if isinstance(exc, RkverifyError):
         print(f"rkverify: error: {exc}", file=sys.stderr)
         return BAD_INPUT
+    if isinstance(exc, Terminated):  # SIGTERM (convert.signals): cleaned up as Ctrl-C is
+        print("rkverify: terminated (SIGTERM); nothing half-written was kept: earlier models, calibration sets and "
+              "reports are as they were", file=sys.stderr)
+        return TERMINATED
     if isinstance(exc, KeyboardInterrupt):
         print("rkverify: interrupted; nothing half-written was kept: earlier models, calibration sets and "
               "reports are as they were", file=sys.stderr)

@@ -3,7 +3,10 @@ framework is imported, so a missing file answers in well under a second instead 
 imports. The heavy steps check the same things again where they use them."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from convert.source import WHEELS_DIR
+from convert.source_check import check_tflite
 from core.errors import RkverifyError
 from core.packages import package_dir
 from core.recipe import PROJECT_ROOT, ImageSource, LoadedRecipe
@@ -14,6 +17,7 @@ def check_paths(loaded: LoadedRecipe) -> None:
     _source(loaded)
     _images(loaded, recipe.quantization.calibration.images, "quantization.calibration.images")
     _images(loaded, recipe.evaluate.images, "evaluate.images")
+    _images_found(loaded)
 
 
 def _source(loaded: LoadedRecipe) -> None:
@@ -37,6 +41,8 @@ def _source(loaded: LoadedRecipe) -> None:
         if source.params and not (PROJECT_ROOT / source.params).is_file():
             raise RkverifyError(loaded.path, "source.params", f"params file {PROJECT_ROOT / source.params} "
                                 "does not exist", "point at the <prefix>-<epoch>.params saved with the symbol")
+        if source.framework == "tflite":  # an integer-quantized file, from its bytes (no TensorFlow, no onnxsim)
+            check_tflite(path.read_bytes(), Path(source.path))
 
 
 def _images(loaded: LoadedRecipe, sources: list[ImageSource], field: str) -> None:
@@ -48,3 +54,15 @@ def _images(loaded: LoadedRecipe, sources: list[ImageSource], field: str) -> Non
                                 "does not exist", "create it with your images, or mark the source 'optional: true'")
         if src.package is not None:
             package_dir(src.package)
+
+
+def _images_found(loaded: LoadedRecipe) -> None:
+    """Every image list a run reads holds images, and the eval images it will measure can be read:
+    after the folder checks (it loads OpenCV), before anything is built."""
+    from core.pixels import read_bgr, resolve_images
+
+    recipe = loaded.recipe
+    resolve_images(recipe.quantization.calibration.images, loaded.path, "quantization.calibration.images")
+    if recipe.evaluate.images:
+        for path in resolve_images(recipe.evaluate.images, loaded.path, "evaluate.images")[: recipe.evaluate.count]:
+            read_bgr(path)

@@ -90,6 +90,9 @@ class Toolkit:
     every failing call (return code or exception) becomes one RkverifyError naming a field."""
 
     def __init__(self, loaded: LoadedRecipe, log_file: Path, quantized: bool) -> None:
+        from convert.toolkit_arrays import writable_initializers
+
+        writable_initializers()  # before the toolkit reads any graph: it writes into the weights it reads
         from rknn.api import RKNN  # heavy import (torch); only when building
 
         self.loaded, self.log_file = loaded, log_file

@@ -124,6 +124,20 @@ def check_source_bytes(data: bytes, framework: str, origin: Path, recipe_path: P
                             "obtain the file again (and put the whole file's sha256 in the recipe)")
     if kind == "onnx":
         _check_onnx(data, origin, recipe_path)
+    if kind == "tflite":
+        check_tflite(data, origin)
+
+
+def check_tflite(data: bytes, origin: Path) -> None:
+    from convert.tflite_header import quantized_tensor
+
+    found = quantized_tensor(data)
+    if found:  # the words of convert.frontends.tflite_file.refuse_quantized, before anything is copied
+        name, kind = found
+        raise RkverifyError(origin, "source.path", f"integer-quantized TFLite (tensor '{name}' is {kind}): it has no "
+                            "float reference to compare the RKNN build against",
+                            "give the float .tflite (TFLiteConverter without optimizations or representative "
+                            "dataset), or the Keras model it came from as a frozen .pb (framework: keras-pb)")
 
 
 def _check_onnx(data: bytes, origin: Path, recipe_path: Path) -> None:

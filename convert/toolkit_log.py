@@ -11,6 +11,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from convert.signals import Terminated
+
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _LIBC = ctypes.CDLL(None)
 
@@ -25,8 +27,8 @@ def _flush_all() -> None:
 @contextlib.contextmanager
 def interrupts_kept() -> Iterator[None]:
     """rknn-toolkit2 catches what its calls raise, Ctrl-C's KeyboardInterrupt included, and can carry
-    on (a build interrupted this way once ran to the end and exited 0): a SIGINT seen during the block
-    is raised again when the block ends."""
+    on (a build interrupted this way once ran to the end and exited 0): a SIGINT (or SIGTERM) seen
+    during the block is raised again when the block ends."""
     if threading.current_thread() is not threading.main_thread():  # signal handlers: main thread only
         yield
         return
@@ -34,15 +36,17 @@ def interrupts_kept() -> Iterator[None]:
 
     def interrupt(signum: int, frame: object) -> None:
         seen.append(signum)
-        raise KeyboardInterrupt
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, interrupt)
+    previous_term = signal.signal(signal.SIGTERM, interrupt)  # SIGTERM too (convert.signals)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        signal.signal(signal.SIGTERM, previous_term if previous_term is not None else signal.SIG_DFL)
     if seen:
-        raise KeyboardInterrupt
+        raise Terminated if signal.SIGTERM in seen else KeyboardInterrupt
 
 
 @contextlib.contextmanager

@@ -67,8 +67,8 @@ def atomic_path(final: Path) -> Iterator[Path]:
 @contextlib.contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a temp directory beside `final`; it replaces `final` only if the block succeeds.
-    A parent folder made for it is removed again when the block fails (no empty reports/<name>/)."""
-    new_parent = not final.parent.exists()
+    Parent folders made for it are removed again when the block fails (no empty reports/<name>/)."""
+    made = [p for p in (final.parent, *final.parent.parents) if not p.exists()]
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
@@ -84,8 +84,9 @@ def atomic_dir(final: Path) -> Iterator[Path]:
             os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        if new_parent and not any(final.parent.iterdir()):
-            final.parent.rmdir()
+        for parent in made:  # innermost first
+            if parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -6,6 +6,7 @@ std_values), and the float runner applies them with `normalize`, so both see one
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,12 @@ def resolve_images(sources: list[ImageSource], where: Path, field: str) -> list[
                 raise RkverifyError(where, f"{field}.{index}.dir", f"folder {root} does not exist",
                                     "create it with your images, or mark the source 'optional: true'")
         images = [p for p in sorted(root.glob(src.glob)) if p.suffix.lower() in IMAGE_SUFFIXES]
+        for entry in images:  # name the entry in the user's folder, not where a link points
+            if not entry.is_file():
+                problem = (f"a broken link (to {os.readlink(entry)}, which does not exist)" if entry.is_symlink()
+                           else "not a regular file")
+                raise RkverifyError(entry, f"{field}.{index}", problem,
+                                    "remove the entry from the folder, or restore what it points to")
         if src.not_in_pairs:
             pairs_file = (PROJECT_ROOT / src.not_in_pairs).resolve()
             if not pairs_file.is_file():

@@ -117,6 +117,19 @@ class Preprocess(Strict):
     std: list[float] = Field(min_length=3, max_length=3)
     resize: Literal["letterbox", "stretch"] = "letterbox"
 
+    @model_validator(mode="after")
+    def _values_can_work(self) -> Preprocess:
+        # the input is 8-bit pixels, (pixel - mean) / std per channel: a std of 0 or a NaN makes the
+        # toolkit fail deep in its build ("cannot convert float NaN to integer", blamed on calibration)
+        for index, (mean, std) in enumerate(zip(self.mean, self.std)):
+            if not math.isfinite(mean) or not 0 <= mean <= 255:
+                raise ValueError(f"mean.{index}|{mean} is outside the input's pixel range 0-255 (mean is subtracted "
+                                 "from 8-bit pixels, before std divides)")
+            if not math.isfinite(std) or std <= 0:
+                raise ValueError(f"std.{index}|{std} cannot divide pixels: std must be a positive number (1 keeps "
+                                 "the pixel scale, 255 maps 0-255 to 0-1)")
+        return self
+
 
 class Calibration(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="folder under calib_data/")
@@ -224,6 +237,8 @@ class Gates(Strict):
     min_quantized_accuracy: float | None = None
     max_accuracy_drop: float | None = None
     min_embedding_cosine: float | None = None
+    max_calibration_overlap: int | None = Field(None, ge=0, description="images both in the calibration set and "
+                                                "evaluated (content hash); 0 by default when evaluating on LFW")
 
 
 class Build(Strict):

@@ -20,7 +20,8 @@ class Result:
         return self.stderr.strip().splitlines()[-1] if self.stderr.strip() else ""
 
 
-def rkverify(*args: str, root: Path = PROJECT_ROOT, python_flags: tuple[str, ...] = (), timeout: float = 900) -> Result:
+def rkverify(*args: str, root: Path = PROJECT_ROOT, python_flags: tuple[str, ...] = (), timeout: float = 900,
+             env: dict[str, str] | None = None) -> Result:
     done = subprocess.run([sys.executable, *python_flags, str(root / "rkverify.py"), *args], cwd=root,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env=env)
     return Result(done.returncode, done.stdout, done.stderr)

@@ -38,6 +38,15 @@ def test_sensitivity_ranks_blocks_that_exist(fresh_run) -> None:
         assert gains == sorted(gains, reverse=True)
 
 
+def test_the_toolkits_own_proposal_is_measured_on_retinaface(fresh_run) -> None:
+    """It failed with "assignment destination is read-only" (IRGraph.expand_batch writing into weights
+    onnx hands out read-only) in every default run; with writeable weights it is a ranked candidate."""
+    sensitivity = metrics_of(fresh_run("retinaface"))["sensitivity"]
+    assert sensitivity["toolkit_proposal_error"] is None
+    proposal = [r for r in sensitivity["ranking"] if r["candidate"].startswith("rknn-toolkit2's own proposal")]
+    assert len(proposal) == 1 and len(proposal[0]["float_layers"]) > 10 and np.isfinite(proposal[0]["gain_db"])
+
+
 def test_hybrid_block_rebuilds_to_the_figure_the_analysis_measured(fresh_run, tmp_path) -> None:
     """Pasting a ranked block into quantization.hybrid reproduces the measured output cosine."""
     top = metrics_of(fresh_run(RECOGNIZER))["sensitivity"]["ranking"][0]
@@ -58,6 +67,24 @@ def test_fix_reports_goal_before_and_status(fresh_run) -> None:
     assert fix["status"]
     if fix["float_layers"]:
         assert "quantization:" in fix["recipe_block"] and fix["rknn_bytes_after"] > 0
+
+
+def test_variant_tables_compare_like_with_like_and_name_their_pairs(fresh_run) -> None:
+    """Before, the fix table put the run's 600-pair figures beside the fix's 200-pair subset ("float
+    accuracy 0.9900 -> with the fix 0.9600" for one float model): both columns now rest on the same
+    pairs, which the table names, and the fix's whole-set re-measure is shown beside the run's."""
+    run_dir = fresh_run(RECOGNIZER)
+    metrics = metrics_of(run_dir)
+    sensitivity, stability = metrics["sensitivity"], metrics["calibration"]["stability"]
+    subset = min(load_recipe(RECOGNIZER).recipe.evaluate.verification.analysis_pairs, metrics["verification"]["pairs"])
+    for table in (sensitivity, stability):
+        assert table["basis"].startswith(f"{subset} pairs (the analysis subset")
+    fix = sensitivity["fix"]
+    if fix["float_layers"]:  # the float model is one model: one figure in both columns
+        assert fix["task_before"]["float accuracy"] == fix["task_after"]["float accuracy"]
+        html = (run_dir / "report.html").read_text()
+        assert f"re-measured on every pair ({metrics['verification']['pairs']} pairs)" in html
+    assert stability["full"]["float accuracy"] == stability["runs"][0]["float accuracy"]
 
 
 def test_unknown_hybrid_layer_is_refused(capsys) -> None:
@@ -98,7 +125,10 @@ def test_preprocessing_contract_flags_swapped_channels(fresh_run) -> None:
     images = [prepare(p, wrong.recipe.model_input, wrong.recipe.preprocess)
               for p in resolve_images(wrong.recipe.evaluate.images, wrong.path, "evaluate.images")[:8]]
     result = check_preprocessing(wrong, PROJECT_ROOT / "models" / "retinaface" / "retinaface.onnx", images)
-    assert result["best"] == "channels swapped (BGR)" and "channels swapped (BGR)" in result["warning"]
+    assert result["best"] == "channels swapped (BGR)"
+    # 27 faces vs 25 on 8 photos, the difference on two of them: ahead in ~67% of bootstrap draws, so the
+    # check names it but gives no verdict (16 photos: 40 vs 37, 87%); a verdict needs 95%
+    assert result["warning"] == "" and result["cannot_tell"].startswith("cannot tell: 'channels swapped (BGR)'")
 
 
 def test_tensor_stats_flag_a_layer_whose_norm_drifts(tmp_path) -> None:

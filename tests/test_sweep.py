@@ -46,7 +46,13 @@ def test_a_board_adds_the_npu_time_plot_and_its_own_pareto_front(tmp_path: Path)
 
     # eval_perf's total, wherever it sits in the dict; microseconds when the key says so
     assert npu_time_ms({"layers": [], "summary": {"Total Operator Elapsed Time(us)": 4200}}) == 4.2
-    assert npu_time_ms({"total_time": 3.5}) == 3.5 and npu_time_ms("not a dict") is None
+    assert npu_time_ms({"total_time": 3.5}) == 3.5 and npu_time_ms(None) is None
+    # the string form (rknn-toolkit2's user guide; its rknn_base formats "Total Time(us): {}")
+    assert npu_time_ms("Total Time(us): 17219\nFPS: 58.07\n") == pytest.approx(17.219)
+    table = ("ID   OpType   DataType ...\n1    InputOperator INT8 ...\n" + "-" * 40 +
+             "\nTotal Operator Elapsed Per Frame Time(us): 4432\nTotal Memory Read/Write Per Frame Size(KB): 23948.31\n")
+    assert npu_time_ms(table) == pytest.approx(4.432)
+    assert npu_time_ms("no figure here") is None
     rows = [{"variant": f"v0{i}", "fields": {"x": i}, "passed": True, "headline": h, "rknn_bytes": b, "npu_ms": t,
              "gates": [], "figures": {"match rate": h}, "build_seconds": 1.0, "wall_seconds": 2.0, "peak_memory_mb": 9,
              "run_dir": "v"} for i, (h, b, t) in enumerate([(0.99, 9, 5.0), (0.98, 4, 6.0), (0.97, 5, 2.0)], 1)]
@@ -133,3 +139,18 @@ def test_a_killed_variant_is_a_failed_row_and_the_others_complete(tmp_path: Path
     finished = [r for r in rows if "figures" in r]
     assert len(died) == 1 and len(finished) == 1 and finished[0]["figures"]["match rate"] > 0.9
     assert "worker process died" in (done["folder"] / "sweep.html").read_text()
+
+
+def test_until_gates_stops_at_the_first_batch_that_passes(tmp_path: Path) -> None:
+    """Cheapest first (8 calibration images before 16), one variant per batch: the first passes the
+    recipe's gates, so the second is not built and its row says why."""
+    from verify.sweep import sweep
+
+    folder = sweep("retinaface", {"quantization.calibration.size": [16, 8]}, tmp_path, workers=1, until_gates=True,
+                   base=LEAN)
+    summary = json.loads((folder / "sweep.json").read_text())
+    rows = {r["variant"]: r for r in summary["rows"]}
+    assert rows["v02"]["passed"] and rows["v02"]["cost_order"] == 1
+    assert rows["v01"]["skipped"] == "not run: a cheaper variant already passes the gates" and "figures" not in rows["v01"]
+    assert summary["stopped_at"] == "v02" and summary["best"]["variant"] == "v02"
+    assert sorted(p.name for p in (folder / "variants").iterdir()) == ["v02"], "the skipped variant built nothing"

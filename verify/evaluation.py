@@ -5,6 +5,7 @@ end, so a failed run never leaves a half report and never touches earlier runs.
 """
 from __future__ import annotations
 
+import secrets
 import time
 from pathlib import Path
 
@@ -23,7 +24,9 @@ REGRESSION_TOLERANCE = 0.005  # a cosine drop larger than this against the previ
 
 
 def run_id(loaded: LoadedRecipe) -> str:
-    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{loaded.sha256[:8]}"
+    """UTC second (ids sort by time) + recipe hash + a random part: two runs of one recipe started in
+    the same second must not share (and so replace) one report folder."""
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{loaded.sha256[:8]}-{secrets.token_hex(3)}"
 
 
 def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Path,

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from core.recipe import Gates
+from core.recipe import Gates, Recipe
 from verify.results import RunResults
-from verify.tasks import TASKS, GateReaders
+from verify.tasks import TASKS, GateReaders, task_of
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,7 @@ class GateResult:
     value: float
     threshold: float
     passed: bool
+    skipped: str = ""  # why the gate was not applied (it then passes: nothing it could judge)
 
 
 def _min_output(figure: str) -> Callable[[dict], float]:
@@ -33,6 +34,10 @@ DRIFT_GATES: GateReaders = {
     "min_worst_layer_cosine": ("lowest per-layer single cosine (worst image)",
                                lambda m: RunResults(m).worst_layer_cosine),
 }
+# gates over the outputs large enough to compare; with none, not applied (README: "Small outputs")
+OUTPUT_GATES = ("min_output_cosine", "min_output_sqnr_db")
+ALL_TOO_SMALL = ("every output is too small to compare (float RMS below float16's smallest normal, 6.1e-5): its "
+                 "figures would measure rounding, not the conversion")
 
 
 def gate_readers() -> GateReaders:
@@ -43,13 +48,26 @@ def gate_readers() -> GateReaders:
     return readers
 
 
+def gates_of(recipe: Recipe) -> Gates:
+    """The recipe's gates, with those its task turns on by default where the recipe leaves them unset
+    (e.g. calibration leakage at 0 for a recognizer evaluated on LFW)."""
+    defaults = {name: value for name, value in task_of(recipe).default_gates(recipe).items()
+                if getattr(recipe.gates, name) is None}
+    return recipe.gates.model_copy(update=defaults) if defaults else recipe.gates
+
+
 def evaluate_gates(gates: Gates, metrics: dict[str, Any]) -> list[GateResult]:
     readers = gate_readers()
+    all_too_small = bool(metrics.get("outputs")) and all(o.get("too_small") for o in metrics["outputs"].values())
     results = []
     for name, threshold in gates.model_dump().items():
         if threshold is None:
             continue
         label, read = readers[name]
+        if name in OUTPUT_GATES and all_too_small:
+            results.append(GateResult(gate=name, metric=label, value=math.nan, threshold=threshold, passed=True,
+                                      skipped=ALL_TOO_SMALL))
+            continue
         try:
             value = float(read(metrics))
         except KeyError:  # the run did not measure it (e.g. layer_analysis_images: 0): the gate fails

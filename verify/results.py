@@ -25,6 +25,7 @@ class GateLine:
     value: float
     threshold: float
     passed: bool
+    skipped: str  # why the gate was not applied ("": it was)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ class RunResults:
 
     @property
     def gates(self) -> list[GateLine]:
-        return [GateLine(g["gate"], g["value"], g["threshold"], g["passed"]) for g in self.metrics["gates"]]
+        return [GateLine(g["gate"], g["value"], g["threshold"], g["passed"], g.get("skipped", ""))
+                for g in self.metrics["gates"]]
 
     @property
     def created_at(self) -> str:

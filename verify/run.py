@@ -1,6 +1,6 @@
 """What `rkverify.py run` does for one recipe (variant), as a library call: convert (the aligning
 detector first, then aligned calibration faces), verify, report. Sweeps and worker processes call
-`run` exactly as the command line does."""
+`run` exactly as the command line does. The recipe is loaded once, here, and handed down."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from convert.preflight import check_paths
 from convert.progress import step
+from convert.run_guard import folders_locked, kept_unless_finished
 from core.recipe import CALIB_DIR, MODELS_DIR, REPORTS_DIR, LoadedRecipe
 from verify.recipes import load, variant
 from verify.tasks import task_of
@@ -16,14 +17,37 @@ if TYPE_CHECKING:  # onnx/onnxsim and friends load only when a run starts
     from convert.pipeline import Artifacts
 
 
-def convert_all(recipe: str, overrides: dict[str, object] | None = None, models_dir: Path = MODELS_DIR,
-                calib_dir: Path = CALIB_DIR) -> tuple[LoadedRecipe, Artifacts, tuple[LoadedRecipe, Artifacts] | None]:
-    """Convert a recipe, and first the detector recipe it aligns faces with (if any), into
-    `models_dir`. Returns (loaded recipe, its artifacts, (detector recipe, its artifacts) or None).
-    The detector is built in this process too: the simulator only runs in-process builds.
-    """
-    loaded = load(recipe, overrides)
+def checked(recipe: str | LoadedRecipe, overrides: dict[str, object] | None = None) -> tuple[LoadedRecipe,
+                                                                                           LoadedRecipe | None]:
+    """The recipe and the detector recipe it aligns faces with (as the recognizer's device runs it),
+    their paths checked: bad input answers before any lock is waited for or anything is built."""
+    loaded = recipe if isinstance(recipe, LoadedRecipe) else load(recipe, overrides)
     check_paths(loaded)
+    verification = loaded.recipe.evaluate.verification
+    align_with = loaded.recipe.quantization.calibration.align_with
+    detector_name = verification.detector if verification and verification.faces == "align" else align_with
+    if not detector_name:
+        return loaded, None
+    plain = load(detector_name)
+    detector = variant(plain, detector_overrides(loaded, plain))
+    check_paths(detector)
+    return loaded, detector
+
+
+Converted = tuple[LoadedRecipe, "Artifacts", tuple[LoadedRecipe, "Artifacts"] | None]
+
+
+def convert_all(recipe: str, overrides: dict[str, object] | None = None, models_dir: Path = MODELS_DIR,
+                calib_dir: Path = CALIB_DIR) -> Converted:
+    """Convert a recipe, and first the detector recipe it aligns faces with (if any), into
+    `models_dir`. Returns (loaded recipe, its artifacts, (detector recipe, its artifacts) or None)."""
+    return convert_checked(*checked(recipe, overrides), models_dir, calib_dir)
+
+
+def convert_checked(loaded: LoadedRecipe, detector_recipe: LoadedRecipe | None, models_dir: Path,
+                    calib_dir: Path) -> Converted:
+    """`convert_all` of recipes already loaded and checked. The detector is built in this process
+    too: the simulator only runs in-process builds."""
     from convert.pipeline import convert_recipe  # heavy imports (onnx, the toolkit) after every check
 
     if loaded.recipe.target.runtime == "board":  # before any work: say what stops the board run
@@ -32,17 +56,12 @@ def convert_all(recipe: str, overrides: dict[str, object] | None = None, models_
 
         preflight(loaded.recipe.target.device_id, tool_versions()["rknn-toolkit2"])
     verification = loaded.recipe.evaluate.verification
-    align_with = loaded.recipe.quantization.calibration.align_with
-    detector_name = verification.detector if verification and verification.faces == "align" else align_with
     detector = None
-    if detector_name:  # its quantized build only when the quantized run aligns with it too
-        plain = load(detector_name)
-        detector_recipe = variant(plain, detector_overrides(loaded, plain))
-        check_paths(detector_recipe)
+    if detector_recipe is not None:  # its quantized build only when the quantized run aligns with it too
         full_pipeline = bool(verification and verification.faces == "align" and verification.full_pipeline)
         detector = (detector_recipe, convert_recipe(detector_recipe, models_dir, float_only=not full_pipeline,
                                                     check_graph=task_of(detector_recipe.recipe).check_graph))
-    if align_with:
+    if loaded.recipe.quantization.calibration.align_with:
         assert detector is not None  # align_with names the detector recipe converted above
         loaded = with_aligned_calibration(loaded, detector, calib_dir)
     return loaded, convert_recipe(loaded, models_dir, calib_dir, check_graph=task_of(loaded.recipe).check_graph), detector
@@ -72,17 +91,34 @@ def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Pa
     """Convert and verify one recipe; return the run directory. Dataset-sized work runs on
     `workers` processes (default: one per core), or as that many Ray tasks with `ray_address`;
     artifacts go to `models_dir` (a sweep gives each variant its own, and its own calibration folder)."""
-    loaded, artifacts, detector = convert_all(recipe, overrides, models_dir, calib_dir)
-    from convert.pipeline import release
-    from verify.engines.workers import default_workers
-    from verify.evaluation import verify_artifacts
+    loaded, detector_recipe = checked(recipe, overrides)
+    written = folders_written(loaded, detector_recipe, models_dir, calib_dir)
+    # two runs that would write the same files take turns; a run that does not finish keeps none of its files
+    with folders_locked(written), kept_unless_finished(written):
+        loaded, artifacts, detector = convert_checked(loaded, detector_recipe, models_dir, calib_dir)
+        from convert.pipeline import release
+        from verify.engines.workers import default_workers
+        from verify.evaluation import verify_artifacts
 
-    try:
-        return verify_artifacts(loaded, artifacts, reports_dir, detector, workers or default_workers(), ray_address)
-    finally:
-        release(artifacts)
-        if detector is not None:
-            release(detector[1])
+        try:
+            return verify_artifacts(loaded, artifacts, reports_dir, detector, workers or default_workers(),
+                                    ray_address)
+        finally:
+            release(artifacts)
+            if detector is not None:
+                release(detector[1])
+
+
+def folders_written(loaded: LoadedRecipe, detector: LoadedRecipe | None, models_dir: Path,
+                    calib_dir: Path) -> list[Path]:
+    """models/<name>/ and calib_data/<set>/ (+ the aligned faces' set) of the recipe and of its detector."""
+    calib = loaded.recipe.quantization.calibration
+    folders = [models_dir / loaded.recipe.name, calib_dir / calib.name]
+    if calib.align_with:
+        folders.append(calib_dir / f"{calib.name}-faces")
+    if detector is not None:
+        folders += [models_dir / detector.recipe.name, calib_dir / detector.recipe.quantization.calibration.name]
+    return folders
 
 
 def with_aligned_calibration(loaded: LoadedRecipe, detector: tuple[LoadedRecipe, Artifacts],

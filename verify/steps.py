@@ -18,7 +18,7 @@ from core.compare import agreement_per_input, input_sensitivity, summarise_outpu
 from verify.analyses import board_run, calibration_audit, calibration_stability, layers, preprocess_check, sensitivity, stages
 from verify.engines.run_models import rknn_runner
 from verify.engines.runners import active, run_all
-from verify.gates import evaluate_gates, gate_dicts
+from verify.gates import evaluate_gates, gate_dicts, gates_of
 from verify.run_state import RunState, Step, always
 from verify.samples import sample_sizes
 from verify.tasks import task_of
@@ -54,7 +54,7 @@ def output_agreement(state: RunState) -> None:
 def gates(state: RunState) -> None:
     task = task_of(state.recipe)
     state.metrics["sample_sizes"] = sample_sizes(state.metrics, task)
-    results = evaluate_gates(state.recipe.gates, state.metrics)
+    results = evaluate_gates(gates_of(state.recipe), state.metrics)
     state.metrics["gates"] = gate_dicts(results)
     state.metrics["passed"] = all(g.passed for g in results)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import resource
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,7 @@ def plan(recipe_arg: str, loaded: LoadedRecipe, grid: dict[str, list[Any]], base
     """Units to run (cheapest first for until_gates) and rows of variants the recipe check refuses."""
     units, refused = [], []
     costs = {}
+    errors: list[tuple[dict[str, Any], RkverifyError]] = []
     for index, fields in enumerate(grid_variants(grid), start=1):
         name = f"v{index:02d}"
         overrides = base | fields
@@ -100,12 +102,25 @@ def plan(recipe_arg: str, loaded: LoadedRecipe, grid: dict[str, list[Any]], base
             recipe = variant(loaded, fields).recipe
         except RkverifyError as exc:  # e.g. a dtype the target refuses: a row, not a crashed sweep
             refused.append({"variant": name, "fields": fields, "error": str(exc), "refused": True})
+            errors.append((fields, exc))
             continue
         costs[name] = cost(recipe)
         units.append(VariantUnit(recipe_arg, name, fields, overrides, folder / "variants" / name))
+    refuse_typos(grid, errors)
     if until_gates:
         units.sort(key=lambda u: costs[u.name])
     return units, refused
+
+
+def refuse_typos(grid: dict[str, list[Any]], errors: list[tuple[dict[str, Any], RkverifyError]]) -> None:
+    """A grid value refused in every variant that holds it is not a combination the target lacks but a
+    value that cannot work (a typo: `algorithm=bogus`): the sweep stops before any work, exit 2."""
+    for field, values in grid.items():
+        for value in values:
+            holding = [exc for fields, exc in errors if fields[field] == value]
+            if holding and len(holding) == len(grid_variants(grid)) // len(values):
+                exc = holding[0]
+                raise RkverifyError(f"--grid {field}={value}", exc.field, exc.problem, exc.fix)
 
 
 def sweep(recipe_arg: str, grid: dict[str, list[Any]] | None, reports_dir: Path, workers: int,
@@ -123,7 +138,8 @@ def sweep(recipe_arg: str, grid: dict[str, list[Any]] | None, reports_dir: Path,
         raise RkverifyError(loaded.path, "sweep.grid", "no grid to sweep",
                             "pass --grid FIELD=V1,V2 or give the recipe a sweep: {grid: {FIELD: [V1, V2]}} block")
     until_gates = recipe.sweep.until_gates if until_gates is None else until_gates
-    ident = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{sha256_bytes(json.dumps(grid, default=str).encode())[:8]}"
+    ident = (f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{sha256_bytes(json.dumps(grid, default=str).encode())[:8]}"
+             f"-{secrets.token_hex(3)}")  # unique per sweep, as run ids are (verify.evaluation.run_id)
     final = reports_dir / recipe.name / "sweeps" / ident
     with atomic_dir(final) as folder:
         units, refused = plan(recipe_arg, loaded, grid, base, folder, until_gates)

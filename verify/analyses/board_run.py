@@ -14,11 +14,19 @@ if TYPE_CHECKING:
 
 
 TOTAL_TIME = re.compile(r"total.*time|time.*total", re.IGNORECASE)
+NUMBER = re.compile(r"\s*[0-9]+(\.[0-9]+)?\s*$")
 
 
 def npu_time_ms(perf: Any) -> float | None:
-    """The board's whole-model time from eval_perf's result, in ms: the first number under a key that
-    reads as a total time (a key naming microseconds is converted), or None when it has none."""
+    """The board's whole-model time from eval_perf's result, in ms: the first number under a key (or on
+    a line, "key: value") that reads as a total time (microseconds converted when it says so), or None.
+
+    rknn-toolkit2 2.5.0's docstring says eval_perf returns a dict, its user guide says a string, and its
+    compiled rknn_base formats text ("Total Time(us): {}", and with perf_debug the per-layer table ending
+    "Total Operator Elapsed Per Frame Time(us): N"; it cannot run on the simulator): both forms are read."""
+    if isinstance(perf, str):
+        perf = dict(line.rsplit(":", 1) for line in perf.splitlines() if ":" in line and NUMBER.match(line.rsplit(":", 1)[1]))
+        perf = {key.strip(): float(value) for key, value in perf.items()}
     if not isinstance(perf, dict):
         return None
     for key, value in perf.items():

@@ -13,7 +13,7 @@ from convert.pipeline import Artifacts
 from convert.rknn_build import quantized_build
 from core.recipe import LoadedRecipe
 from verify.analyses.sensitivity import measure_build
-from verify.analyses.variants import Measure, variant_measure
+from verify.analyses.variants import Measure, basis, run_as_variants_are_measured, variant_measure
 from verify.results import figures
 from verify.tasks import task_of
 
@@ -44,6 +44,8 @@ def resampled_stability(loaded: LoadedRecipe, artifacts: Artifacts, measure: Mea
 
 
 def step(state: RunState) -> None:
+    # the resamples are measured on the analysis subset: the full set's column is the run on that subset too
+    full = run_as_variants_are_measured(state)
     state.metrics["calibration"]["stability"] = resampled_stability(
-        state.loaded, state.artifacts, variant_measure(state), state.recipe.analysis.calibration_resamples, state.metrics,
-        state.log_file)
+        state.loaded, state.artifacts, variant_measure(state), state.recipe.analysis.calibration_resamples, full,
+        state.log_file) | {"basis": basis(state, full)}

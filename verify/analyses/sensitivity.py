@@ -20,7 +20,7 @@ from convert.pipeline import Artifacts
 from convert.rknn_build import Toolkit
 from core.errors import RkverifyError
 from core.recipe import Gates, LoadedRecipe
-from verify.analyses.variants import Measure, WholeSet, fix_on_every_pair, variant_measure
+from verify.analyses.variants import Measure, WholeSet, basis, fix_on_every_pair, run_as_variants_are_measured, variant_measure
 from verify.engines.runners import RknnRunner
 from verify.gates import evaluate_gates, gate_readers
 from verify.results import RunResults, figures
@@ -41,7 +41,7 @@ def worst_output_sqnr(metrics: dict[str, Any]) -> float:
 def goal_of(loaded: LoadedRecipe) -> Gates:
     recipe = loaded.recipe
     goal = recipe.analysis.fix_goal or recipe.gates
-    return goal.model_copy(update={name: None for name in LAYER_GATES})
+    return goal.model_copy(update={name: None for name in LAYER_GATES | task_of(recipe).run_only_gates})
 
 
 def measure_build(loaded: LoadedRecipe, toolkit: Toolkit, measure: Measure, variant: str, log_file: Path,
@@ -152,7 +152,10 @@ def propose_fix(loaded: LoadedRecipe, artifacts: Artifacts, base: HybridBase, ra
         if all(g.passed for g in after):
             break
     if not chosen:
-        return fix | {"status": "no candidate set improved on the quantized build", "float_layers": []}
+        too_big = [c for c in helpful if len(c["float_layers"]) > recipe.analysis.max_fix_layers]
+        beyond = (f" within analysis.max_fix_layers ({recipe.analysis.max_fix_layers}); larger and not tried: "
+                  + ", ".join(f"{c['candidate']} (+{c['gain_db']:.1f} dB)" for c in too_big)) if too_big else ""
+        return fix | {"status": f"no candidate set improved on the quantized build{beyond}", "float_layers": []}
     passed = all(g.passed for g in after)
     if passed and len(chosen) > 1:  # the shortest prefix that still meets the goal (bisection)
         low, high = 1, len(chosen)
@@ -182,6 +185,9 @@ def propose_fix(loaded: LoadedRecipe, artifacts: Artifacts, base: HybridBase, ra
 def step(state: RunState) -> None:
     assert state.layers is not None  # the per-layer step ran: the candidates come from its table
     whole_set = fix_on_every_pair(state) if state.face_pass else None
-    state.metrics["sensitivity"] = analyse(state.loaded, state.artifacts, state.layers, state.metrics,
+    # candidates and the fix are measured on the analysis subset: "before" is the run on that subset too
+    quantized = run_as_variants_are_measured(state)
+    state.metrics["sensitivity"] = analyse(state.loaded, state.artifacts, state.layers, quantized,
                                            variant_measure(state),
                                            state.log_file, whole_set)
+    state.metrics["sensitivity"]["basis"] = basis(state, quantized)

@@ -25,6 +25,19 @@ class Measure(Protocol):
     def __call__(self, runner: Runner, variant: str, scratch: Path, verification: bool = True) -> dict[str, Any]: ...
 
 
+def run_as_variants_are_measured(state: RunState) -> dict[str, Any]:
+    """The run's own quantized figures on what variants are measured on (a recognizer: the analysis
+    subset of pairs), so a table of variants compares like with like; no new pass over the images."""
+    return {"outputs": state.metrics["outputs"]} | task_of(state.recipe).as_variant(state)
+
+
+def basis(state: RunState, metrics: dict[str, Any]) -> str:
+    """What a variant table's figures rest on, in words."""
+    inputs = f"the {len(state.images)} eval inputs"
+    task_basis = task_of(state.recipe).variant_basis(metrics)
+    return f"{task_basis} and {inputs}" if task_basis else inputs
+
+
 # whole_set(float_layers) -> verification figures of that hybrid variant on every pair (None: no dataset)
 WholeSet = Callable[[list[str]], dict[str, Any] | None]
 

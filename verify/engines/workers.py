@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from unittest.mock import patch
 
+from convert.signals import Terminated, terminate_as_interrupt
 from core.errors import RkverifyError
 from core.recipe import PROJECT_ROOT
 
@@ -72,8 +73,11 @@ def one_line(exc: BaseException) -> str:
 
 
 def _child(function: Callable[[Any], Any], unit: Any, conn: multiprocessing.connection.Connection) -> None:
+    terminate_as_interrupt()  # a worker sent SIGTERM cleans up (temp folders, partial logs) before it ends
     try:
         conn.send(Outcome(function(unit)))
+    except Terminated:  # cleaned up on the way here; the caller decides what a lost unit means
+        conn.send(Outcome(None, "worker process terminated (SIGTERM)"))
     except BaseException as exc:  # the parent gets the reason as data; the trace goes to stderr
         if not isinstance(exc, RkverifyError):  # bad input says all in its one line
             traceback.print_exc()
@@ -106,6 +110,21 @@ def run_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers
     results: dict[int, Outcome[Result]] = {}
     waiting = list(enumerate(units))
     running: dict[int, tuple[Any, multiprocessing.connection.Connection]] = {}
+    try:
+        _run_all(function, context, share, waiting, running, results, workers)
+    except BaseException:  # Ctrl-C / SIGTERM of the caller: its workers end too, each cleaning up
+        for process, _ in running.values():
+            process.terminate()
+        for process, _ in running.values():
+            process.join()
+        raise
+    return [results[i] for i in range(len(units))]
+
+
+def _run_all(function: Callable[[Unit], Result], context: Any, share: dict[str, str], waiting: list[tuple[int, Unit]],
+             running: dict[int, tuple[Any, multiprocessing.connection.Connection]],
+             results: dict[int, Outcome[Result]], workers: int) -> None:
+    """Start units `workers` at a time and collect their outcomes until none waits or runs."""
     while waiting or running:
         while waiting and len(running) < max(1, workers):
             index, unit = waiting.pop(0)
@@ -128,7 +147,6 @@ def run_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers
             process.join()
             conn.close()
             del running[index]
-    return [results[i] for i in range(len(units))]
 
 
 def map_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers: int,
@@ -155,12 +173,24 @@ def _run_on_ray(function: Callable[[Unit], Result], units: Sequence[Unit], addre
                      _node_ip_address="127.0.0.1", log_to_driver=False)
         else:
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
-    task = ray.remote(num_cpus=1, max_retries=0)(function)
-    refs = [task.remote(unit) for unit in units]
+    task = ray.remote(num_cpus=1, max_retries=0)(_in_ray_worker)
+    refs = [task.remote(function, unit) for unit in units]
     outcomes: list[Outcome[Result]] = []
     for ref in refs:
         try:
             outcomes.append(Outcome(ray.get(ref)))
         except Exception as exc:  # RayTaskError (the unit raised) or a dead worker
-            outcomes.append(Outcome(None, one_line(getattr(exc, "cause", None) or exc)))
+            cause = getattr(exc, "cause", None) or exc  # the unit's own exception: bad input stays bad input
+            # the unit unwound (temp folders removed) and Ray reports an interrupted task as cancelled
+            # (this module never cancels one); the caller was not terminated itself
+            if isinstance(cause, Terminated | ray.exceptions.TaskCancelledError):
+                outcomes.append(Outcome(None, "worker process terminated (SIGTERM) or interrupted"))
+            else:
+                outcomes.append(Outcome(None, one_line(cause), cause))
     return outcomes
+
+
+def _in_ray_worker(function: Callable[[Unit], Result], unit: Unit) -> Result:
+    """A Ray task's body: SIGTERM to its worker unwinds the unit (temp folders removed), as in the pool."""
+    terminate_as_interrupt()
+    return function(unit)

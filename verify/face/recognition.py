@@ -266,6 +266,7 @@ def verification_metrics(loaded: LoadedRecipe, face_pass: FacePass, run_dir: Pat
         "threshold_folds": "View 2 folds" if len(np.unique([p.fold for p in pairs.pairs])) > 1
         else f"{SUBFOLDS} interleaved sub-folds of the one evaluated fold",
         "subset": pair_set is not None,
+        "pairs": len(pairs.pairs),
         "images": len(paths),
         "faces": cfg.faces,
         "face_choice": cfg.face_choice,

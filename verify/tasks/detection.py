@@ -3,6 +3,7 @@ detections decoded and matched image by image."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,15 +85,21 @@ def sample_sizes(metrics: dict[str, Any]) -> list[tuple[str, int]]:
 
 
 def preprocess_score(loaded: LoadedRecipe, outputs: list[dict[str, np.ndarray]],
-                     images: list[PreparedImage]) -> dict[str, float]:
+                     images: list[PreparedImage]) -> Callable[[np.ndarray], dict[str, float]]:
     """Faces found on the eval images (mean confidence breaking ties)."""
     from verify.face import detection
 
     recipe = loaded.recipe
     found = [detection.decode(o, recipe.outputs, recipe.evaluate.detection, recipe.model_input.height_width,
                               im.scale) for o, im in zip(outputs, images)]
-    scores = np.concatenate([d.scores for d in found]) if found else np.array([])
-    return {"faces found": float(len(scores)), "mean confidence": float(scores.mean()) if len(scores) else 0.0}
+    faces = np.array([len(d.scores) for d in found], dtype=float)
+    confidence = np.array([float(d.scores.sum()) for d in found])
+
+    def score(chosen: np.ndarray) -> dict[str, float]:
+        total = float(faces[chosen].sum())
+        return {"faces found": total, "mean confidence": float(confidence[chosen].sum()) / total if total else 0.0}
+
+    return score
 
 
 TASK = Task(
@@ -106,6 +113,7 @@ TASK = Task(
            "min_detection_match_rate": ("share of float faces matched by quantized (IoU)",
                                         lambda m: m["detection"]["match_rate"])},
     measure_variant=measure_variant,
+    as_variant=lambda state: {"detection": state.metrics["detection"]},
     figures=figures,
     headline="match rate",
     sample_sizes=sample_sizes,

@@ -2,6 +2,8 @@
 float and the quantized model, verified on pairs (LFW View 2 by default)."""
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +16,7 @@ if TYPE_CHECKING:
     from core.pixels import PreparedImage
     from core.recipe import LoadedRecipe, Recipe
     from core.runner import Runner
+    from verify.face.lfw import PairSet
     from verify.run_state import RunState
 
 
@@ -46,21 +49,57 @@ def verify_faces(state: RunState) -> None:
     state.face_pass = face_pass
 
 
+def analysis_pairs(state: RunState) -> PairSet | None:
+    """The fixed, seeded subset of pairs analyses measure variants on: they rank many variants, they
+    must not each cost a whole dataset (None: no face pass)."""
+    from verify.face.recognition import choose_pairs, pair_subset
+
+    cfg = state.recipe.evaluate.verification
+    return pair_subset(choose_pairs(cfg, state.loaded.path)[0], cfg.analysis_pairs) if cfg and state.face_pass else None
+
+
 def measure_variant(state: RunState, runner: Runner, outputs: list[dict[str, np.ndarray]], variant: str,
                     scratch: Path, verification: bool) -> dict[str, Any]:
-    """Verification on the recipe's fixed, seeded subset of pairs: analyses rank many variants, they
-    must not each cost a whole dataset."""
+    """Verification of a variant on the analysis subset of pairs."""
     from core.artifacts import sha256_bytes
-    from verify.face.recognition import Model, choose_pairs, pair_subset, verification_metrics
+    from verify.face.recognition import Model, verification_metrics
 
-    face_pass, cfg = state.face_pass, state.recipe.evaluate.verification
-    if face_pass is None or cfg is None or not verification:
+    face_pass = state.face_pass
+    if face_pass is None or not verification:
         return {}
-    subset = pair_subset(choose_pairs(cfg, state.loaded.path)[0], cfg.analysis_pairs)
     key = sha256_bytes(f"{face_pass.recognizers['quantized'].key}:{variant}".encode())
     variant_pass = face_pass.with_quantized(Model(key, None, runner))
-    figures, _ = verification_metrics(state.loaded, variant_pass, scratch, subset)
+    figures, _ = verification_metrics(state.loaded, variant_pass, scratch, analysis_pairs(state))
     return {"verification": figures}
+
+
+def as_variant(state: RunState) -> dict[str, Any]:
+    """The run's own verification on the analysis subset, from its cached embeddings (no new pass)."""
+    from verify.face.recognition import verification_metrics
+
+    subset = analysis_pairs(state)
+    if subset is None or state.face_pass is None:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="rkverify-subset-") as scratch:
+        figures, _ = verification_metrics(state.loaded, state.face_pass, Path(scratch), subset)
+    return {"verification": figures}
+
+
+def variant_basis(metrics: dict[str, Any]) -> str:
+    verification = metrics.get("verification")
+    if verification is None:
+        return ""
+    which = "the analysis subset" if verification["subset"] else "every pair"
+    return f"{verification['pairs']} pairs ({which}, evaluate.verification.analysis_pairs)"
+
+
+LEAKAGE_DATASETS = ("lfw",)  # evaluated on these, calibration leakage is gated at 0 unless the recipe says otherwise
+
+
+def default_gates(recipe: Recipe) -> dict[str, float]:
+    """Calibration leakage (images both calibrated on and evaluated) at 0 on LFW."""
+    verification = recipe.evaluate.verification
+    return {"max_calibration_overlap": 0} if verification and verification.dataset.name in LEAKAGE_DATASETS else {}
 
 
 def figures(metrics: dict[str, Any]) -> dict[str, float]:
@@ -73,14 +112,18 @@ def sample_sizes(metrics: dict[str, Any]) -> list[tuple[str, int]]:
     return [("face verification", metrics["verification"]["images"])]
 
 
-def _d_prime(embeddings: np.ndarray, identities: list[str]) -> float:
+def _d_prime(embeddings: np.ndarray, identities: list[str], chosen: np.ndarray) -> float:
+    """d' over the pairs of the images at `chosen` (a resample repeats images: an image is never
+    paired with its own copy)."""
     unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
     distance = 1 - unit @ unit.T
     same: list[float] = []
     different: list[float] = []
-    for i in range(len(identities)):
-        for j in range(i + 1, len(identities)):
-            (same if identities[i] == identities[j] else different).append(distance[i, j])
+    for a in range(len(chosen)):
+        for b in range(a + 1, len(chosen)):
+            i, j = chosen[a], chosen[b]
+            if i != j:
+                (same if identities[i] == identities[j] else different).append(distance[i, j])
     if not same or not different:
         return float("nan")
     spread = np.sqrt((np.var(same) + np.var(different)) / 2) or 1e-12
@@ -88,11 +131,12 @@ def _d_prime(embeddings: np.ndarray, identities: list[str]) -> float:
 
 
 def preprocess_score(loaded: LoadedRecipe, outputs: list[dict[str, np.ndarray]],
-                     images: list[PreparedImage]) -> dict[str, float]:
+                     images: list[PreparedImage]) -> Callable[[np.ndarray], dict[str, float]]:
     """d' between same-person and different-person embedding distances on the eval faces (identity =
     the photo's folder, LFW layout)."""
     embeddings = np.stack([o[loaded.recipe.embedding_output].ravel() for o in outputs])
-    return {"d_prime same vs different": _d_prime(embeddings, [im.path.parent.name for im in images])}
+    identities = [im.path.parent.name for im in images]
+    return lambda chosen: {"d_prime same vs different": _d_prime(embeddings, identities, chosen)}
 
 
 TASK = Task(
@@ -106,8 +150,14 @@ TASK = Task(
            "max_accuracy_drop": ("float minus quantized verification accuracy",
                                  lambda m: m["verification"]["accuracy_drop"]),
            "min_embedding_cosine": ("mean cosine of float vs quantized embeddings",
-                                    lambda m: m["verification"]["embedding_drift"]["cosine_mean"])},
+                                    lambda m: m["verification"]["embedding_drift"]["cosine_mean"]),
+           "max_calibration_overlap": ("images both calibrated on and evaluated (content hash): leakage",
+                                       lambda m: m["verification"]["calibration_leakage"]["overlap"])},
+    default_gates=default_gates,
+    run_only_gates=frozenset({"max_calibration_overlap"}),
     measure_variant=measure_variant,
+    as_variant=as_variant,
+    variant_basis=variant_basis,
     figures=figures,
     headline="accuracy",
     sample_sizes=sample_sizes,

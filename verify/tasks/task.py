@@ -20,8 +20,10 @@ GateReaders = dict[str, tuple[str, Callable[[dict[str, Any]], float]]]
 # (run state, runner of the variant, its outputs on the eval inputs, variant key, scratch folder,
 #  measure verification?) -> the task's own sections of the variant's metrics
 VariantMeasure = Callable[["RunState", "Runner", list[dict[str, "np.ndarray"]], str, Path, bool], dict[str, Any]]
-# (recipe, float outputs on the eval inputs, the inputs) -> {figure: value}, larger is better
-PreprocessScore = Callable[["LoadedRecipe", list[dict[str, "np.ndarray"]], list["PreparedImage"]], dict[str, float]]
+# (recipe, float outputs on the eval inputs, the inputs) -> the task's figures ({figure: value}, larger is
+# better) on any draw of those inputs (their indices, repeats allowed: the check resamples them)
+PreprocessScore = Callable[["LoadedRecipe", list[dict[str, "np.ndarray"]], list["PreparedImage"]],
+                           Callable[["np.ndarray"], dict[str, float]]]
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,15 @@ class Task:
     input_steps: tuple[Step, ...]
     agreement_steps: tuple[Step, ...] = ()
     gates: GateReaders = field(default_factory=dict)
+    # gates on unless the recipe sets them (recipe -> {gate: threshold})
+    default_gates: Callable[[Recipe], dict[str, float]] = lambda recipe: {}
+    run_only_gates: frozenset[str] = frozenset()  # measured on the whole run, never on a rebuilt variant
     # sections a rebuilt variant (resample, hybrid candidate, fix) is measured on besides its outputs
     measure_variant: VariantMeasure | None = None
+    # the run's own task sections on what a variant is measured on, for tables of variants beside it
+    as_variant: Callable[[RunState], dict[str, Any]] = lambda state: {}
+    # what a variant's task figures rest on, in words ("" : the eval inputs only)
+    variant_basis: Callable[[dict[str, Any]], str] = lambda metrics: ""
     # {figure: value} a sweep row, a before/after table or a resample shows (besides the drift figures)
     figures: Callable[[dict[str, Any]], dict[str, float]] = lambda metrics: {}
     headline: str | None = None  # the figure a sweep ranks variants by (None: the worst output cosine)
