@@ -66,7 +66,7 @@ def init(model: Path, name: str | None, platform: str, out: Path | None, measure
 def measure_preprocessing(d: Draft, path: Path) -> list[str]:
     """Pick channel order (and mean/std unless the graph tells) on real photos; comment lines."""
     from convert.pipeline import convert_recipe
-    from verify.preprocess_check import check_preprocessing
+    from verify.preprocess_check import MARGIN, check_preprocessing
 
     with tempfile.TemporaryDirectory(prefix="rkverify-init-") as folder:
         draft_path = Path(folder) / path.name
@@ -92,8 +92,9 @@ def measure_preprocessing(d: Draft, path: Path) -> list[str]:
     for number, result in enumerate(rounds, 1):
         figures = ", ".join(f"{label} {_value(r, metric)}" for label, r in result["results"].items())
         lines.append(f"  round {number}: {figures}")
-    lines.append(f"chosen: {best.channel_order}, mean {best.mean[0]:g}, std {best.std[0]:g}; a measurement on few photos, "
-                 "not a fact: the training code has the last word")
+    lines.append(f"chosen: {best.channel_order}, mean {best.mean[0]:g}, std {best.std[0]:g} (an alternative must beat "
+                 f"the first by {MARGIN[d.task]:.0%} to be chosen); a measurement on few photos, not a fact: the "
+                 "training code has the last word")
     d.know("preprocess.channel_order", "channel order measured (below)")
     if not d.preprocess_known:
         d.know("preprocess.mean", "mean/std measured (above)")
@@ -106,19 +107,18 @@ def _value(result: dict[str, float], metric: str) -> str:
 
 def _choice(d: Draft, own: Preprocess, result: dict[str, Any]) -> Preprocess:
     """The best variant; when the graph normalises itself only the channel order may change."""
-    labels = result["results"]
+    from verify.preprocess_check import MARGIN, variants
+
+    labels, key = result["results"], result["metric"]
     if d.preprocess_known:
-        key = result["metric"]
         swap = next(label for label in labels if label.startswith("channels swapped"))
-        better = labels[swap][key] > labels["recipe"][key]
+        better = labels[swap][key] > labels["recipe"][key] * (1 + MARGIN[d.task])
         return own.model_copy(update={"channel_order": _other(own.channel_order)}) if better else own
     best = result["best"]
+    if not result["warning"]:  # nothing beats the draft's by the check's own margin: keep it
+        return own
     if best.startswith("channels swapped"):
         return own.model_copy(update={"channel_order": _other(own.channel_order)})
-    if best == "recipe":
-        return own
-    from verify.preprocess_check import variants
-
     return variants(own)[best][0]
 
 

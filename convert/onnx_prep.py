@@ -137,6 +137,18 @@ def check_detection_outputs(model: onnx.ModelProto, loaded: LoadedRecipe) -> Non
                             "to the model's (RetinaFace-style decoding), or use evaluate.task: drift")
 
 
+def shape_error(model: onnx.ModelProto, loaded: LoadedRecipe, exc: Exception) -> RkverifyError:
+    """The graph does not run at the recipe's input shape: name the shape it runs at, if one is found."""
+    from convert.shape_fit import size_that_runs
+
+    spec = loaded.recipe.input
+    detail = " ".join(str(exc).split())[:200]
+    working = size_that_runs(model, spec)
+    fix = (f"use shape: {working} (the graph runs at that size; give the size the model was trained at if you know it)"
+           if working else "give the input size the model was trained at")
+    return RkverifyError(loaded.path, "inputs.0.shape", f"the graph does not run at shape {spec.shape} ({detail})", fix)
+
+
 def prepare_onnx(source: Path, loaded: LoadedRecipe, out_path: Path) -> Path:
     """Write the canonical float graph to `out_path` (atomically) and return it."""
     recipe = loaded.recipe
@@ -157,7 +169,10 @@ def prepare_onnx(source: Path, loaded: LoadedRecipe, out_path: Path) -> Path:
     _fix_input_shapes(model, loaded, spec)
     if spec.layout == "NHWC":
         model = nchw_input(model, spec)
-    simplified, ok = onnxsim.simplify(model)
+    try:
+        simplified, ok = onnxsim.simplify(model)
+    except Exception as exc:  # onnxsim raises bare RuntimeErrors when the graph cannot run at this shape
+        raise shape_error(model, loaded, exc) from None
     if not ok:
         raise RkverifyError(source, "source", "onnxsim could not verify the simplified graph",
                             "check the model runs in ONNX Runtime at the recipe's input shape")

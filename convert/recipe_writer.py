@@ -237,7 +237,7 @@ def render(d: Draft, measured: list[str] | None = None) -> str:
     text += f"# read from the graph, in its order{'' if d.task != 'detection' else ' (as the decoder reads them)'}\n"
     text += f"outputs: [{', '.join(_q(o) for o in d.outputs)}]\n\n"
     text += "preprocess:\n" + note("preprocess.channel_order", "  ")
-    text += "".join(f"  # {line}\n" for line in (measured or []))
+    text += "".join(f"  # {part}\n" for line in (measured or []) for part in _wrap(line))
     text += f"  channel_order: {d.channel_order}\n" + note("preprocess.mean", "  ")
     text += f"  mean: {json.dumps(d.mean)}\n  std: {json.dumps(d.std)}\n"
     text += f"  resize: {'letterbox' if d.task == 'detection' else 'stretch'}\n\n"
