@@ -8,6 +8,8 @@ Nothing is built or run on the toolkit here; `rkverify inspect` prints this, `rk
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -298,7 +300,7 @@ def _read_mxnet(path: Path) -> ModelFacts:
     side, out_shapes = None, None
     for candidate in MX_SIDES:
         try:
-            arg_shapes, outs, _ = sym.infer_shape(**{input_names[0]: (1, channels, candidate, candidate)})
+            arg_shapes, outs, _ = _infer(sym, input_names[0], (1, channels, candidate, candidate))
         except Exception:  # MXNet raises MXNetError when a size cannot flow through the graph
             continue
         fits = all(stored.get(name, shape) == tuple(shape) for name, shape in zip(sym.list_arguments(), arg_shapes))
@@ -307,7 +309,7 @@ def _read_mxnet(path: Path) -> ModelFacts:
     fixed = [d for d in (side,) if d is not None]
     every_side = side is not None and _fits_all(sym, stored, input_names[0], channels)
     if every_side:
-        _, out_shapes, _ = sym.infer_shape(**{input_names[0]: (1, channels, FREE_SIDE, FREE_SIDE)})
+        _, out_shapes, _ = _infer(sym, input_names[0], (1, channels, FREE_SIDE, FREE_SIDE))
         notes.append(f"the input's height and width are free (fully convolutional): any size fits the params; "
                      f"output shapes are given for a {FREE_SIDE}x{FREE_SIDE} input")
     shape: list[int | None] = [1, channels, None, None] if every_side or not fixed else [1, channels, side, side]
@@ -332,11 +334,17 @@ def _read_mxnet(path: Path) -> ModelFacts:
                       graph_preprocess=_affine_chain(chain), notes=notes)
 
 
+def _infer(sym: Any, name: str, shape: tuple[int, ...]) -> tuple[Any, Any, Any]:
+    """MXNet's infer_shape, without the lines it prints for a size that does not fit."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return sym.infer_shape(**{name: shape})
+
+
 def _fits_all(sym: Any, stored: dict[str, tuple[int, ...]], name: str, channels: int) -> bool:
     """Two more sizes fit too: the graph has no size-bound layer."""
     for side in (320, 480):
         try:
-            arg_shapes, _, _ = sym.infer_shape(**{name: (1, channels, side, side)})
+            arg_shapes, _, _ = _infer(sym, name, (1, channels, side, side))
         except Exception:  # MXNetError: this size does not flow through
             return False
         if not all(stored.get(n, s) == tuple(s) for n, s in zip(sym.list_arguments(), arg_shapes)):

@@ -53,6 +53,11 @@ def written(tmp_path_factory: pytest.TempPathFactory):
     return write
 
 
+def prose(text: str) -> str:
+    """The recipe's comments as one line of words (comments wrap at 100 columns)."""
+    return " ".join(" ".join(line.strip().lstrip("#") for line in text.splitlines()).split())
+
+
 def facts_of(recipe: dict) -> dict:
     spec = recipe["inputs"][0]
     pre = recipe["preprocess"]
@@ -83,14 +88,14 @@ def test_init_reproduces_the_shipped_recipe(model: str, written) -> None:
 def test_init_on_the_trained_facenet_gives_its_readme_facts(written) -> None:
     recipe, text = written(FACENET)
     assert facts_of(recipe) == FACENET_FACTS
-    assert "GUESSED: a 512-d output is read as a face embedding" in " ".join(text.split())
+    assert "GUESSED: a 512-d output is read as a face embedding" in prose(text)
 
 
 @needs_models
 def test_graph_normalisation_is_written_as_known(written) -> None:
     recipe, text = written("insightface-mobilefacenet-y1/model-symbol.json")
     assert recipe["preprocess"]["mean"] == [0.0] * 3 and recipe["preprocess"]["std"] == [1.0] * 3
-    flat = " ".join(text.split())
+    flat = prose(text)
     assert "the graph normalises its input itself: (x - 127.5) / 128.0 (read from _minusscalar0 (127.5), " \
            "_mulscalar0 (0.0078125))" in flat
     assert "GUESSED: nothing in the graph tells" not in flat
@@ -99,7 +104,7 @@ def test_graph_normalisation_is_written_as_known(written) -> None:
 @needs_models
 def test_a_free_detector_size_is_marked_guessed(written) -> None:
     _, text = written("retinaface-mnet25-mxnet/mnet.25-symbol.json")
-    assert "GUESSED: height/width are dynamic in the graph: 640 chosen" in " ".join(text.split())
+    assert "GUESSED: height/width are dynamic in the graph: 640 chosen" in prose(text)
 
 
 def _helper_model(path: Path, batch: int | str, nhwc: bool, normalise: bool) -> Path:
@@ -136,7 +141,7 @@ def test_init_on_an_nhwc_model_with_two_outputs_and_a_dynamic_batch(tmp_path: Pa
     assert recipe["outputs"] == ["pooled", "features"]  # the graph's order, not sorted
     assert recipe["evaluate"]["task"] == "drift"
     assert recipe["target"]["platform"] == "rk3566"
-    text = " ".join(path.read_text().split())
+    text = prose(path.read_text())
     assert "batch was dynamic: fixed to 1" in text
     assert "GUESSED: nothing in the graph tells: (x-127.5)/128 assumed" in text  # drift: nothing to measure it by
     assert "MEASURED" not in text
