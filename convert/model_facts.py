@@ -163,10 +163,11 @@ def _read_onnx(path: Path) -> ModelFacts:
             chain.append((ONNX_KINDS[node.op_type], f"{node.op_type} {node.name or node.output[0]}",
                           other[0] if other else None))
         elif node.op_type == "BatchNormalization":
-            scale, bias, mean, var = (consts.get(i) for i in node.input[1:5])
+            found = [consts.get(i) for i in node.input[1:5]]
             eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
-            if any(v is None for v in (scale, bias, mean, var)) or np.size(scale) != 3:
+            if any(v is None or np.size(v) != 3 for v in found):
                 break
+            scale, bias, mean, var = (np.asarray(v, np.float64) for v in found)
             factor = scale / np.sqrt(var + eps)
             chain.append(("affine", f"BatchNormalization {node.name or node.output[0]}",
                           np.concatenate([factor, bias - mean * factor])))
