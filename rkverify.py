@@ -82,6 +82,7 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
 
 def model_command(args: argparse.Namespace) -> int:
     from convert.model_facts import read_model
+    from convert.recipe import RECIPES_DIR
     from rkverify_init import init, inspect_lines
 
     if args.command == "inspect":
@@ -90,7 +91,9 @@ def model_command(args: argparse.Namespace) -> int:
     path, draft = init(args.model, args.name, args.target, args.out, args.measure)
     print(f"recipe: {path} (task {draft.task}; {len(draft.guessed)} guessed fields: "
           f"{', '.join(draft.guessed) or 'none'})")
-    print(f"run it: tox -e convert-{draft.name}   (or: python rkverify.py run {path})")
+    target = draft.name if path.resolve() == (RECIPES_DIR / f"{draft.name}.yaml").resolve() else path
+    print(f"run it: tox -e convert-{draft.name}   (or: python rkverify.py run {target})" if target == draft.name
+          else f"run it: python rkverify.py run {target}   (in convert/recipes/ it would run as tox -e convert-<name>)")
     return PASSED
 
 

@@ -12,6 +12,7 @@ import onnxsim
 from convert.artifacts import atomic_path
 from convert.errors import RkverifyError
 from convert.recipe import InputSpec, LoadedRecipe
+from convert.shape_fit import runs_at, size_that_runs
 
 
 def tensor_names(model: onnx.ModelProto) -> list[str]:
@@ -137,12 +138,12 @@ def check_detection_outputs(model: onnx.ModelProto, loaded: LoadedRecipe) -> Non
                             "to the model's (RetinaFace-style decoding), or use evaluate.task: drift")
 
 
-def shape_error(model: onnx.ModelProto, loaded: LoadedRecipe, exc: Exception) -> RkverifyError:
-    """The graph does not run at the recipe's input shape: name the shape it runs at, if one is found."""
-    from convert.shape_fit import size_that_runs
-
+def shape_error(model: onnx.ModelProto, loaded: LoadedRecipe, detail: str) -> RkverifyError | None:
+    """When the graph does not run at the recipe's input shape (ONNX Runtime says), the error naming a
+    shape it runs at; None when the shape is not the cause."""
     spec = loaded.recipe.input
-    detail = " ".join(str(exc).split())[:200]
+    if runs_at(model, spec.name, loaded.recipe.model_input.shape):
+        return None
     working = size_that_runs(model, spec)
     fix = (f"use shape: {working} (the graph runs at that size; give the size the model was trained at if you know it)"
            if working else "give the input size the model was trained at")
@@ -171,12 +172,18 @@ def prepare_onnx(source: Path, loaded: LoadedRecipe, out_path: Path) -> Path:
         model = nchw_input(model, spec)
     try:
         simplified, ok = onnxsim.simplify(model)
-    except Exception as exc:  # onnxsim raises bare RuntimeErrors when the graph cannot run at this shape
-        raise shape_error(model, loaded, exc) from None
+    except Exception as exc:  # onnxsim raises bare RuntimeErrors, e.g. when the graph cannot run at this shape
+        error = shape_error(model, loaded, " ".join(str(exc).split())[:200])
+        if error is None:
+            raise
+        raise error from None
     if not ok:
         raise RkverifyError(source, "source", "onnxsim could not verify the simplified graph",
                             "check the model runs in ONNX Runtime at the recipe's input shape")
     onnx.checker.check_model(simplified)
+    if not runs_at(simplified, recipe.model_input.name, recipe.model_input.shape):  # onnxsim lets some through
+        raise shape_error(model, loaded, "ONNX Runtime cannot run the graph at it") or RkverifyError(
+            source, "source", "ONNX Runtime cannot run the canonical graph", "check the model runs in ONNX Runtime")
     check_detection_outputs(simplified, loaded)
     with atomic_path(out_path) as tmp:
         onnx.save(simplified, str(tmp))

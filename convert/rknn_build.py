@@ -20,6 +20,7 @@ import onnx
 from convert.artifacts import atomic_path, sha256_file, tool_versions, utc_now, write_json_atomic
 from convert.calibration import absolute_list
 from convert.errors import RkverifyError
+from convert.graph_cut import cut_fix
 from convert.recipe import LoadedRecipe
 from convert.toolkit_log import last_error, toolkit_output_to
 
@@ -70,9 +71,13 @@ def refuse_known_crash(loaded: LoadedRecipe, onnx_path: Path) -> None:
                                 "quantization.hybrid float layers")
 
 
-def known_failure(log_text: str, detail: str) -> tuple[str, str] | None:
+def known_failure(log_text: str, detail: str, onnx_path: Path | None = None) -> tuple[str, str] | None:
+    """(recipe field, fix) for a failure whose cause is known; an op the NPU cannot run gets the
+    exact outputs to cut at, read from the graph the toolkit was given."""
     for needle, field, fix in KNOWN_FAILURES:
         if needle in log_text or needle in detail:
+            if field == "outputs":
+                fix = cut_fix(f"{detail}\n{log_text}", onnx_path) or fix
             return field, fix
     return None
 
@@ -104,6 +109,7 @@ class Toolkit:
         from rknn.api import RKNN  # heavy import (torch); only when building
 
         self.loaded, self.log_file = loaded, log_file
+        self.onnx_path: Path | None = None  # the graph given to load_onnx, for error messages
         with toolkit_output_to(log_file):
             self.rknn = RKNN(verbose=True)
         recipe = loaded.recipe
@@ -117,6 +123,7 @@ class Toolkit:
 
     def load(self, onnx_path: Path) -> None:
         spec, outputs = self.loaded.recipe.model_input, self.loaded.recipe.outputs
+        self.onnx_path = onnx_path
         self.call("load_onnx", "outputs", "check input/output names and shapes against the model",
                   lambda: self.rknn.load_onnx(model=str(onnx_path), inputs=[spec.name],
                                               input_size_list=[spec.shape], outputs=outputs))
@@ -146,7 +153,7 @@ class Toolkit:
                 raise OSError(errno.ENOSPC, f"rknn-toolkit2 {step}: {NO_SPACE} (toolkit log: {self.log_file})")
             # the failing rule is named in the wrapped traceback, not always in the log
             seen = self.log_file.read_text(errors="replace") + traceback
-            blamed, remedy = known_failure(seen, detail) or (field, fix)
+            blamed, remedy = known_failure(seen, detail, self.onnx_path) or (field, fix)
             raise RkverifyError(self.loaded.path, blamed, f"rknn-toolkit2 {step} failed: {detail}",
                                 f"{remedy} (toolkit log: {self.log_file})")
 

@@ -1,0 +1,81 @@
+"""The first run of a new recipe explains itself: a failure at the toolkit (or just before it) is one line
+naming the recipe field to change and the value that would work. Real: small graphs made here with
+onnx.helper, converted by the pipeline a run uses (rknn-toolkit2 builds where the toolkit is the one
+that refuses)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from convert.errors import RkverifyError
+from convert.onnx_prep import prepare_onnx
+from convert.recipe import load_recipe
+from tests import tiny_models
+
+FLOAT16 = {"quantization.dtype": "float16"}  # no calibration needed to reach the toolkit's refusal
+
+
+def _save(path: Path, nodes: list, inits: list, shape: list, out_shape: list | None = None) -> Path:
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def _conv(rng: np.random.Generator) -> tuple[list, list]:
+    inits = [numpy_helper.from_array(rng.normal(size=(8, 3, 3, 3)).astype(np.float32), "w")]
+    return [helper.make_node("Conv", ["x", "w"], ["features"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])], inits
+
+
+def fc_model(path: Path) -> Path:
+    """Free height/width in the file, but a Flatten into a 2048x16 MatMul: it runs at 32x32 only."""
+    rng = np.random.default_rng(1)
+    nodes, inits = _conv(rng)
+    inits.append(numpy_helper.from_array(rng.normal(size=(8 * 16 * 16, 16)).astype(np.float32), "fc"))
+    nodes += [helper.make_node("MaxPool", ["features"], ["pooled"], kernel_shape=[2, 2], strides=[2, 2]),
+              helper.make_node("Flatten", ["pooled"], ["flat"]), helper.make_node("MatMul", ["flat", "fc"], ["y"])]
+    return _save(path, nodes, inits, [1, 3, "h", "w"], [1, 16])
+
+
+def test_a_size_the_graph_cannot_run_names_the_shape_that_works(tmp_path: Path) -> None:
+    model = fc_model(tmp_path / "fc.onnx")
+    recipe = tiny_models.recipe(tmp_path, model, outputs="[y]", shape="[1, 3, 48, 48]")
+    with pytest.raises(RkverifyError) as caught:
+        prepare_onnx(model, load_recipe(str(recipe)), tmp_path / "out.onnx")
+    error = caught.value
+    assert error.field == "inputs.0.shape"
+    assert "does not run at shape [1, 3, 48, 48]" in error.problem
+    assert "use shape: [1, 3, 32, 32]" in error.fix
+    # the value it names works
+    recipe.write_text(recipe.read_text().replace("[1, 3, 48, 48]", "[1, 3, 32, 32]"))
+    prepare_onnx(model, load_recipe(str(recipe)), tmp_path / "out.onnx")
+
+
+def test_an_nhwc_recipe_gets_the_shape_in_its_own_layout(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    nodes, inits = _conv(rng)
+    inits.append(numpy_helper.from_array(rng.normal(size=(8 * 16 * 16, 16)).astype(np.float32), "fc"))
+    nodes = [helper.make_node("Transpose", ["x"], ["x_nchw"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["x_nchw", "w"], ["features"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("MaxPool", ["features"], ["pooled"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["pooled"], ["flat"]), helper.make_node("MatMul", ["flat", "fc"], ["y"])]
+    model = _save(tmp_path / "nhwc.onnx", nodes, inits, [1, "h", "w", 3], [1, 16])
+    recipe = tiny_models.recipe(tmp_path, model, outputs="[y]", shape="[1, 64, 64, 3]", layout="NHWC")
+    with pytest.raises(RkverifyError, match=r"use shape: \[1, 32, 32, 3\]"):
+        prepare_onnx(model, load_recipe(str(recipe)), tmp_path / "out.onnx")
+
+
+def test_an_output_that_is_no_tensor_of_the_graph_names_the_closest(tmp_path: Path) -> None:
+    """Checked before the toolkit is called (its own message names no recipe field)."""
+    model = tiny_models.two_outputs(tmp_path / "two.onnx")
+    recipe = tiny_models.recipe(tmp_path, model, outputs="[features, pooled_out]")
+    with pytest.raises(RkverifyError) as caught:
+        prepare_onnx(model, load_recipe(str(recipe)), tmp_path / "out.onnx")
+    assert caught.value.field == "outputs.1"
+    assert "pooled_out" in caught.value.problem and "pooled" in caught.value.fix
