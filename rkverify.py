@@ -78,15 +78,20 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
                           help="do not measure the preprocessing on photos (leave it marked as guessed)")
     inspect_cmd = sub.add_parser("inspect", help="print a model file's inputs, outputs and ops; writes nothing")
     inspect_cmd.add_argument("model", type=Path)
+    inspect_cmd.add_argument("--toolkit", action="store_true",
+                             help="also build it in rknn-toolkit2 (float16) and list the ops it puts on the CPU")
+    inspect_cmd.add_argument("--target", default="rk3588", metavar="PLATFORM", help="platform for --toolkit")
 
 
 def model_command(args: argparse.Namespace) -> int:
     from convert.model_facts import read_model
     from convert.recipe import RECIPES_DIR
-    from rkverify_init import init, inspect_lines
+    from rkverify_init import init, inspect_lines, toolkit_lines
 
     if args.command == "inspect":
-        print("\n".join(inspect_lines(read_model(args.model))))
+        print("\n".join(inspect_lines(read_model(args.model))), flush=True)
+        if args.toolkit:
+            print("\n".join(toolkit_lines(args.model, args.target)))
         return PASSED
     path, draft = init(args.model, args.name, args.target, args.out, args.measure)
     print(f"recipe: {path} (task {draft.task}; {len(draft.guessed)} guessed fields: "

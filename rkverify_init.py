@@ -164,3 +164,26 @@ def _photos(loaded: LoadedRecipe) -> tuple[list[Any], str]:
             images.append(prepare_array(crop, recipe.model_input, recipe.preprocess, photo))
         runner.deactivate()
     return images, f"{root}, faces aligned by the {verification.detector} recipe"
+
+
+def toolkit_lines(model: Path, platform: str) -> list[str]:
+    """Build the model in float16 for `platform` (rknn-toolkit2) and say where its ops run, as the
+    toolkit's own build log says; an op it refuses is reported with the fix (the outputs to cut at)."""
+    from convert.pipeline import convert_recipe
+    from convert.rknn_build import live_build
+    from convert.toolkit_ops import op_targets
+
+    d = draft(read_model(model), recipe_name(model), platform)
+    with tempfile.TemporaryDirectory(prefix="rkverify-inspect-") as folder:
+        recipe_path = Path(folder) / f"{d.name}.yaml"
+        recipe_path.write_text(render(d))
+        loaded = load_recipe(str(recipe_path))
+        onnx_path = convert_recipe(loaded, Path(folder) / "models", float_only=True).onnx
+        log_file = Path(folder) / "build.log"
+        try:
+            live_build(loaded, onnx_path, None, log_file).rknn.release()
+        except RkverifyError as exc:
+            return [f"toolkit ({platform}, float16 build): refused: {exc.problem}", f"toolkit fix: {exc.fix}"]
+        targets = op_targets(log_file)
+    npu, cpu = (", ".join(f"{op} {n}" for op, n in sorted(targets[t].items())) or "none" for t in ("NPU", "CPU"))
+    return [f"toolkit ({platform}, float16 build): NPU ops: {npu}", f"toolkit ({platform}): CPU ops: {cpu}"]

@@ -79,3 +79,67 @@ def test_an_output_that_is_no_tensor_of_the_graph_names_the_closest(tmp_path: Pa
         prepare_onnx(model, load_recipe(str(recipe)), tmp_path / "out.onnx")
     assert caught.value.field == "outputs.1"
     assert "pooled_out" in caught.value.problem and "pooled" in caught.value.fix
+
+
+def nms_model(path: Path) -> Path:
+    """Boxes and scores from convolutions, then NonMaxSuppression: the toolkit refuses the NMS."""
+    rng = np.random.default_rng(4)
+    inits = [numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w_box"),
+             numpy_helper.from_array(rng.normal(size=(1, 3, 3, 3)).astype(np.float32), "w_score"),
+             numpy_helper.from_array(np.array([1, 4, 1024], np.int64), "box_shape"),
+             numpy_helper.from_array(np.array([1, 1, 1024], np.int64), "score_shape"),
+             numpy_helper.from_array(np.array([10], np.int64), "max_out"),
+             numpy_helper.from_array(np.array([0.5], np.float32), "iou"),
+             numpy_helper.from_array(np.array([0.0], np.float32), "min_score")]
+    nodes = [helper.make_node("Conv", ["x", "w_box"], ["box_map"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Reshape", ["box_map", "box_shape"], ["box_rows"]),
+             helper.make_node("Transpose", ["box_rows"], ["boxes"], perm=[0, 2, 1]),
+             helper.make_node("Conv", ["x", "w_score"], ["score_map"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Sigmoid", ["score_map"], ["score_prob"]),
+             helper.make_node("Reshape", ["score_prob", "score_shape"], ["scores"]),
+             helper.make_node("NonMaxSuppression", ["boxes", "scores", "max_out", "iou", "min_score"], ["kept"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info("kept", TensorProto.INT64, [None, 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    onnx.save(model, str(path))
+    return path
+
+
+def test_an_op_the_npu_cannot_run_names_the_outputs_to_cut_at(tmp_path: Path) -> None:
+    """Real rknn-toolkit2 build (float16, rk3588): it refuses NonMaxSuppression; the line gives the
+    outputs that end the graph before it, and that recipe builds."""
+    from convert.pipeline import convert_recipe
+
+    model = nms_model(tmp_path / "nms.onnx")
+    recipe = tiny_models.recipe(tmp_path, model, name="nms", outputs="[kept]")
+    with pytest.raises(RkverifyError) as caught:
+        convert_recipe(load_recipe(str(recipe), FLOAT16), tmp_path / "models", tmp_path / "calib")
+    error = caught.value
+    assert error.field == "outputs", str(error)
+    assert "NonMaxSuppression" in error.problem + error.fix
+    assert "outputs: [boxes, scores]" in error.fix
+    recipe.write_text(recipe.read_text().replace("outputs: [kept]", "outputs: [boxes, scores]"))
+    built = convert_recipe(load_recipe(str(recipe), FLOAT16), tmp_path / "models", tmp_path / "calib")
+    assert built.built.path.is_file()
+
+
+def test_inspect_toolkit_says_where_each_op_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Real float16 build (rk3566): the toolkit's own op table, NPU and CPU."""
+    import rkverify
+
+    model = tiny_models.two_outputs(tmp_path / "two.onnx")
+    assert rkverify.main(["inspect", str(model), "--toolkit", "--target", "rk3566"]) == 0
+    fields = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    npu = fields["toolkit (rk3566, float16 build): NPU ops"]
+    assert "Conv" in npu  # the conv (fused with its Relu or not) runs on the NPU
+    assert "toolkit (rk3566): CPU ops" in fields
+
+
+def test_inspect_toolkit_names_a_refused_op_and_the_cut(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import rkverify
+
+    assert rkverify.main(["inspect", str(nms_model(tmp_path / "nms.onnx")), "--toolkit"]) == 0
+    out = capsys.readouterr().out
+    assert "toolkit (rk3588, float16 build): refused: " in out
+    assert "toolkit fix: " in out and "outputs: [boxes, scores]" in out
