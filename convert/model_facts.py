@@ -174,13 +174,41 @@ def _read_onnx(path: Path) -> ModelFacts:
         else:
             break
         current = node.output[0]
+    outputs = [facts(o.name) for o in graph.output]
+    notes: list[str] = []
+    if inputs and len(inputs[0].shape) == 4 and any(None in t.shape[1:] or not t.shape for t in outputs):
+        probed = _probe_onnx(model, inputs[0])
+        if probed is not None:
+            shape, shapes = probed
+            outputs = [TensorFacts(t.name, shapes[t.name], t.dtype) for t in outputs]
+            notes.append(f"output shapes are dynamic in the file: given as ONNX Runtime computes them for an input "
+                         f"of {shape}")
     framework = "onnx"
     producer = model.producer_name.lower()
     if "pytorch" in producer:
         framework = "pytorch-onnx"
     return ModelFacts(path=path, framework=framework, sha256=sha256_file(path), inputs=inputs,
-                      outputs=[facts(o.name) for o in graph.output],
-                      op_counts=dict(Counter(n.op_type for n in graph.node)), graph_preprocess=_affine_chain(chain))
+                      outputs=outputs, op_counts=dict(Counter(n.op_type for n in graph.node)),
+                      graph_preprocess=_affine_chain(chain), notes=notes)
+
+
+def _probe_onnx(model: Any, image: TensorFacts) -> tuple[list[int], dict[str, list[int | None]]] | None:
+    """Output shapes from one ONNX Runtime pass on zeros: batch 1, a free side FREE_SIDE (a detector's
+    size; a fixed side as the file says). None when the graph does not run so."""
+    import onnxruntime as ort
+
+    nhwc = len(image.shape) == 4 and image.shape[1] not in (1, 3) and image.shape[3] in (1, 3)
+    side_dims = (1, 2) if nhwc else (2, 3)
+    shape = [1 if i == 0 and d is None else FREE_SIDE if d is None and i in side_dims else (d or 3)
+             for i, d in enumerate(image.shape)]
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        values = session.run(None, {image.name: np.zeros(shape, np.float32)})
+    except Exception:  # onnxruntime's Fail / InvalidArgument: no probe, the file's shapes stand
+        return None
+    return shape, {meta.name: list(v.shape) for meta, v in zip(session.get_outputs(), values)}
 
 
 # -- frozen TensorFlow GraphDef --

