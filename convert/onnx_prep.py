@@ -165,7 +165,9 @@ def prepare_onnx(source: Path, loaded: LoadedRecipe, out_path: Path) -> Path:
     graph_outputs = [o.name for o in model.graph.output]
     if graph_outputs != recipe.outputs:
         # the recipe cuts the graph (e.g. before post-processing) or reorders outputs
-        model = onnx.utils.Extractor(model).extract_model([recipe.model_input.name], recipe.outputs)
+        # onnx's Extractor reads the cut tensors' types from value_info, which many exporters leave out
+        model = onnx.utils.Extractor(onnx.shape_inference.infer_shapes(model)).extract_model(
+            [recipe.model_input.name], recipe.outputs)
     spec = source_input(loaded)
     _fix_input_shapes(model, loaded, spec)
     if spec.layout == "NHWC":
