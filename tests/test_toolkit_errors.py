@@ -71,6 +71,18 @@ def test_an_nhwc_recipe_gets_the_shape_in_its_own_layout(tmp_path: Path) -> None
         prepare_onnx(model, load_recipe(str(recipe)), tmp_path / "out.onnx")
 
 
+def test_a_word_for_a_figure_in_accuracy_analysis_is_nan() -> None:
+    """rknn-toolkit2 2.5.0 writes 'q_zero' for an all-zero tensor (line 67 of a random-weight Keras
+    MobileNet's error_analysis.txt); the run used to end there."""
+    from verify.layers import parse_error_analysis
+
+    row = ("[exDataConvert] mobilenet_0.25_224_1/conv_preds_1/convolution:0__float16      q_zero |  q_zero    "
+           "q_zero |  q_zero       ")
+    table = parse_error_analysis("[Conv] conv_1   0.99000 | 1.00000   0.99500 | 0.50000\n" + row)
+    assert len(table) == 2 and np.isnan(table.loc[1, "single_cos"])
+    assert table["single_cos"].min() == 0.995
+
+
 def test_an_output_that_is_no_tensor_of_the_graph_names_the_closest(tmp_path: Path) -> None:
     """Checked before the toolkit is called (its own message names no recipe field)."""
     model = tiny_models.two_outputs(tmp_path / "two.onnx")
@@ -124,22 +136,30 @@ def test_an_op_the_npu_cannot_run_names_the_outputs_to_cut_at(tmp_path: Path) ->
     assert built.built.path.is_file()
 
 
-def test_inspect_toolkit_says_where_each_op_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def inspect_toolkit(model: Path, *extra: str) -> list[str]:
+    """`rkverify.py inspect --toolkit` as a user runs it (its own process: the toolkit's console goes to
+    a log at the file-descriptor level, which pytest's capture does not see)."""
+    import subprocess
+    import sys
+
+    from convert.recipe import PROJECT_ROOT
+
+    result = subprocess.run([sys.executable, "rkverify.py", "inspect", str(model), "--toolkit", *extra],
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.splitlines()
+
+
+def test_inspect_toolkit_says_where_each_op_runs(tmp_path: Path) -> None:
     """Real float16 build (rk3566): the toolkit's own op table, NPU and CPU."""
-    import rkverify
-
-    model = tiny_models.two_outputs(tmp_path / "two.onnx")
-    assert rkverify.main(["inspect", str(model), "--toolkit", "--target", "rk3566"]) == 0
-    fields = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
-    npu = fields["toolkit (rk3566, float16 build): NPU ops"]
-    assert "Conv" in npu  # the conv (fused with its Relu or not) runs on the NPU
-    assert "toolkit (rk3566): CPU ops" in fields
+    lines = inspect_toolkit(tiny_models.two_outputs(tmp_path / "two.onnx"), "--target", "rk3566")
+    npu = next(line for line in lines if line.startswith("toolkit (rk3566, float16 build): NPU ops: "))
+    assert "Conv" in npu  # the convs (one fused with its Relu) run on the NPU
+    assert "toolkit (rk3566): CPU ops: none" in lines
 
 
-def test_inspect_toolkit_names_a_refused_op_and_the_cut(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import rkverify
-
-    assert rkverify.main(["inspect", str(nms_model(tmp_path / "nms.onnx")), "--toolkit"]) == 0
-    out = capsys.readouterr().out
-    assert "toolkit (rk3588, float16 build): refused: " in out
-    assert "toolkit fix: " in out and "outputs: [boxes, scores]" in out
+def test_inspect_toolkit_names_a_refused_op_and_the_cut(tmp_path: Path) -> None:
+    lines = inspect_toolkit(nms_model(tmp_path / "nms.onnx"))
+    assert any(line.startswith("toolkit (rk3588, float16 build): refused: ") for line in lines)
+    fix = next(line for line in lines if line.startswith("toolkit fix: "))
+    assert "outputs: [boxes, scores]" in fix
