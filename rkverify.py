@@ -69,6 +69,41 @@ def run_sweep(args: argparse.Namespace) -> int:
     return PASSED if best else GATE_FAILED
 
 
+def add_model_commands(sub: argparse._SubParsersAction) -> None:
+    """`init` and `inspect`: a user's own model file (rkverify_init.py)."""
+    init_cmd = sub.add_parser("init", help="write a recipe for a model file from its graph (guesses marked)")
+    init_cmd.add_argument("model", type=Path, help=".onnx, frozen .pb, float .tflite or MXNet -symbol.json")
+    init_cmd.add_argument("--name", help="recipe name (default: from the file name)")
+    init_cmd.add_argument("--target", default="rk3588", metavar="PLATFORM", help="target platform (default rk3588)")
+    init_cmd.add_argument("--out", type=Path, help="where to write it (default convert/recipes/<name>.yaml)")
+    init_cmd.add_argument("--no-measure", dest="measure", action="store_false",
+                          help="do not measure the preprocessing on photos (leave it marked as guessed)")
+    inspect_cmd = sub.add_parser("inspect", help="print a model file's inputs, outputs and ops; writes nothing")
+    inspect_cmd.add_argument("model", type=Path)
+    inspect_cmd.add_argument("--toolkit", action="store_true",
+                             help="also build it in rknn-toolkit2 (float16) and list the ops it puts on the CPU")
+    inspect_cmd.add_argument("--target", default="rk3588", metavar="PLATFORM", help="platform for --toolkit")
+
+
+def model_command(args: argparse.Namespace) -> int:
+    from convert.model_facts import read_model
+    from core.recipe import RECIPES_DIR
+    from rkverify_init import init, inspect_lines, toolkit_lines
+
+    if args.command == "inspect":
+        print("\n".join(inspect_lines(read_model(args.model))), flush=True)
+        if args.toolkit:
+            print("\n".join(toolkit_lines(args.model, args.target)))
+        return PASSED
+    path, draft = init(args.model, args.name, args.target, args.out, args.measure)
+    print(f"recipe: {path} (task {draft.task}; {len(draft.guessed)} guessed fields: "
+          f"{', '.join(draft.guessed) or 'none'})")
+    target = draft.name if path.resolve() == (RECIPES_DIR / f"{draft.name}.yaml").resolve() else path
+    print(f"run it: tox -e convert-{draft.name}   (or: python rkverify.py run {target})" if target == draft.name
+          else f"run it: python rkverify.py run {target}   (in convert/recipes/ it would run as tox -e convert-<name>)")
+    return PASSED
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rkverify", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -108,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                            help="only these kinds (repeat it; default: all)")
     clean_cmd.add_argument("--apply", action="store_true", help="remove them (default: a dry run that lists them)")
     clean_cmd.add_argument("--reports", type=Path, default=REPORTS_DIR, help="the reports folder")
+    add_model_commands(sub)
     args = parser.parse_args(argv)
     terminate_as_interrupt()
     try:
@@ -120,7 +156,7 @@ def error_log(args: argparse.Namespace) -> Path:
     """Where a failed command writes its traceback: beside the run's reports."""
     if args.command == "render":
         return args.run_dir / "last-error.log"
-    if args.command in ("view", "clean"):
+    if args.command in ("view", "clean", "init", "inspect"):
         return REPORTS_DIR / "last-error.log"
     return args.reports / Path(args.recipe).stem.removeprefix("convert-") / "last-error.log"
 
@@ -148,6 +184,8 @@ def command(args: argparse.Namespace) -> int:
 
         print("\n".join(clean(args.reports, MODELS_DIR, CALIB_DIR, args.keep, tuple(args.only or CATEGORIES), args.apply)))
         return PASSED
+    if args.command in ("init", "inspect"):
+        return model_command(args)
     overrides = parse_overrides(args.overrides)
     if args.target:
         overrides |= {"target.platform": args.target, "target.runtime": "board", "target.device_id": args.device_id}

@@ -9,6 +9,7 @@ import onnx.utils
 import onnxsim
 
 from convert.graph_names import GraphNames, check_names
+from convert.shape_fit import runs_at, size_that_runs
 from core.artifacts import atomic_path
 from core.errors import RkverifyError
 from core.recipe import InputSpec, LoadedRecipe
@@ -108,6 +109,18 @@ def nchw_input(model: onnx.ModelProto, spec: InputSpec) -> onnx.ModelProto:
 GraphCheck = Callable[[onnx.ModelProto, LoadedRecipe], None]
 
 
+def shape_error(model: onnx.ModelProto, loaded: LoadedRecipe, detail: str) -> RkverifyError | None:
+    """When the graph does not run at the recipe's input shape (ONNX Runtime says), the error naming a
+    shape it runs at; None when the shape is not the cause."""
+    spec = loaded.recipe.input
+    if runs_at(model, spec.name, loaded.recipe.model_input.shape):
+        return None
+    working = size_that_runs(model, spec)
+    fix = (f"use shape: {working} (the graph runs at that size; give the size the model was trained at if you know it)"
+           if working else "give the input size the model was trained at")
+    return RkverifyError(loaded.path, "inputs.0.shape", f"the graph does not run at shape {spec.shape} ({detail})", fix)
+
+
 def prepare_onnx(source: Path, loaded: LoadedRecipe, out_path: Path, check_graph: GraphCheck | None = None) -> Path:
     """Write the canonical float graph to `out_path` (atomically) and return it."""
     recipe = loaded.recipe
@@ -123,16 +136,27 @@ def prepare_onnx(source: Path, loaded: LoadedRecipe, out_path: Path, check_graph
     graph_outputs = [o.name for o in model.graph.output]
     if graph_outputs != recipe.outputs:
         # the recipe cuts the graph (e.g. before post-processing) or reorders outputs
-        model = onnx.utils.Extractor(model).extract_model([recipe.model_input.name], recipe.outputs)
+        # onnx's Extractor reads the cut tensors' types from value_info, which many exporters leave out
+        model = onnx.utils.Extractor(onnx.shape_inference.infer_shapes(model)).extract_model(
+            [recipe.model_input.name], recipe.outputs)
     spec = source_input(loaded)
     _fix_input_shapes(model, loaded, spec)
     if spec.layout == "NHWC":
         model = nchw_input(model, spec)
-    simplified, ok = onnxsim.simplify(model)
+    try:
+        simplified, ok = onnxsim.simplify(model)
+    except Exception as exc:  # onnxsim raises bare RuntimeErrors, e.g. when the graph cannot run at this shape
+        error = shape_error(model, loaded, " ".join(str(exc).split())[:200])
+        if error is None:
+            raise
+        raise error from None
     if not ok:
         raise RkverifyError(source, "source", "onnxsim could not verify the simplified graph",
                             "check the model runs in ONNX Runtime at the recipe's input shape")
     onnx.checker.check_model(simplified)
+    if not runs_at(simplified, recipe.model_input.name, recipe.model_input.shape):  # onnxsim lets some through
+        raise shape_error(model, loaded, "ONNX Runtime cannot run the graph at it") or RkverifyError(
+            source, "source", "ONNX Runtime cannot run the canonical graph", "check the model runs in ONNX Runtime")
     if check_graph is not None:
         check_graph(simplified, loaded)
     with atomic_path(out_path) as tmp:

@@ -15,6 +15,7 @@ from pathlib import Path
 import onnx
 
 from convert.calibration import absolute_list
+from convert.graph_cut import cut_fix
 from convert.toolkit_log import last_error, toolkit_output_to
 from core.artifacts import tool_versions
 from core.errors import RkverifyError
@@ -26,6 +27,11 @@ KNOWN_FAILURES = [
      "add fuse_pad_into_conv to build.disable_rules (the toolkit cannot fuse this Pad, e.g. Keras ZeroPadding2D)"),
     ("manually and try again", "outputs",
      "the NPU cannot run that op: cut the graph before it (outputs: the tensors that feed it) and run "
+     "the rest on the host"),
+    # an op whose output size depends on the data (NonMaxSuppression, measured with 2.5.0: "The input 0 of
+    # NonMaxSuppression(...) need to be constant! It will cause the graph to be a dynamic graph!")
+    ("to be a dynamic graph", "outputs",
+     "the NPU runs static graphs only: cut the graph before that op (outputs: the tensors that feed it) and run "
      "the rest on the host"),
     ("is wrong, expect", "inputs.0.layout",
      "mean/std apply to dim 1 of an ONNX input: an NHWC model takes layout: NHWC with its own shape [1, H, W, C] "
@@ -59,9 +65,13 @@ def refuse_known_crash(loaded: LoadedRecipe, onnx_path: Path) -> None:
                                 "quantization.hybrid float layers")
 
 
-def known_failure(log_text: str, detail: str) -> tuple[str, str] | None:
+def known_failure(log_text: str, detail: str, onnx_path: Path | None = None) -> tuple[str, str] | None:
+    """(recipe field, fix) for a failure whose cause is known; an op the NPU cannot run gets the
+    exact outputs to cut at, read from the graph the toolkit was given."""
     for needle, field, fix in KNOWN_FAILURES:
         if needle in log_text or needle in detail:
+            if field == "outputs":
+                fix = cut_fix(f"{detail}\n{log_text}", onnx_path) or fix
             return field, fix
     return None
 
@@ -96,6 +106,7 @@ class Toolkit:
         from rknn.api import RKNN  # heavy import (torch); only when building
 
         self.loaded, self.log_file = loaded, log_file
+        self.onnx_path: Path | None = None  # the graph given to load_onnx, for error messages
         with toolkit_output_to(log_file):
             self.rknn = RKNN(verbose=True)
         recipe = loaded.recipe
@@ -109,6 +120,7 @@ class Toolkit:
 
     def load(self, onnx_path: Path) -> None:
         spec, outputs = self.loaded.recipe.model_input, self.loaded.recipe.outputs
+        self.onnx_path = onnx_path
         self.call("load_onnx", "outputs", "check input/output names and shapes against the model",
                   lambda: self.rknn.load_onnx(model=str(onnx_path), inputs=[spec.name],
                                               input_size_list=[spec.shape], outputs=outputs))
@@ -138,7 +150,7 @@ class Toolkit:
                 raise OSError(errno.ENOSPC, f"rknn-toolkit2 {step}: {NO_SPACE} (toolkit log: {self.log_file})")
             # the failing rule is named in the wrapped traceback, not always in the log
             seen = self.log_file.read_text(errors="replace") + traceback
-            blamed, remedy = known_failure(seen, detail) or (field, fix)
+            blamed, remedy = known_failure(seen, detail, self.onnx_path) or (field, fix)
             raise RkverifyError(self.loaded.path, blamed, f"rknn-toolkit2 {step} failed: {detail}",
                                 f"{remedy} (toolkit log: {self.log_file})")
 

@@ -9,7 +9,7 @@ import pytest
 
 from core.pixels import PreparedImage
 from core.recipe import Gates, load_recipe
-from verify.analyses.preprocess_check import CONFIDENT_SHARE, Scorer, resampled_share
+from verify.analyses.preprocess_check import CONFIDENT_SHARE, Score, resampled_share
 from verify.gates import evaluate_gates, gates_of
 
 
@@ -31,18 +31,16 @@ def test_calibration_leakage_is_a_gate_on_by_default_for_lfw(overlap: int, passe
 def test_leakage_gate_stays_off_for_a_detector_and_is_refused_on_one() -> None:
     assert gates_of(load_recipe("retinaface").recipe).max_calibration_overlap is None
     from core.errors import RkverifyError
+    from verify.recipes import load
 
     with pytest.raises(RkverifyError, match="max_calibration_overlap"):
-        load_recipe("retinaface", {"gates.max_calibration_overlap": 0})
+        load("retinaface", {"gates.max_calibration_overlap": 0})  # the recipe as a run reads it (task checks)
 
 
-class Counted(Scorer):
-    """A detector's per-image face counts, as decoded (no model needed to say what they imply)."""
-
-    def __init__(self, faces: list[int]) -> None:
-        self.task = "detection"
-        self.faces = np.array(faces, dtype=float)
-        self.confidence = self.faces * 0.9
+def Counted(per_image: list[int]) -> Score:  # noqa: N802  (reads as the scorer it stands for)
+    """A detector's score on per-image face counts, as decoded (no model needed to say what they imply)."""
+    faces = np.array(per_image, dtype=float)
+    return lambda chosen: {"faces found": float(faces[chosen].sum()), "mean confidence": 0.9}
 
 
 def test_a_difference_resting_on_one_image_cannot_be_told() -> None:

@@ -23,8 +23,15 @@ ROW = re.compile(rf"^\[(?P<op>[^\]]+)\]\s+(?P<layer>\S+)\s+(?P<entire_cos>{NUMBE
                  rf"\s+(?P<single_cos>{NUMBER})\s*\|\s*(?P<single_euc>{NUMBER})"
                  rf"(?:\s+(?P<board_entire_cos>{NUMBER})\s*\|\s*(?P<board_entire_euc>{NUMBER})"
                  rf"\s+(?P<single_sim_cos>{NUMBER})\s*\|\s*(?P<single_sim_euc>{NUMBER}))?\s*$")
+ZERO_TENSOR = re.compile(r"[a-z]+_zero")
 METRICS = ("entire_cos", "entire_euc", "single_cos", "single_euc")
 BOARD_METRICS = ("board_entire_cos", "board_entire_euc", "single_sim_cos", "single_sim_euc")
+
+
+def _figure(token: str) -> float:
+    """A metric cell; the toolkit writes a word instead of a figure for an all-zero tensor (e.g. 'q_zero',
+    seen on a random-weight MobileNet): NaN, which the worst-layer figures skip."""
+    return float("nan") if ZERO_TENSOR.fullmatch(token) else float(token)
 
 
 def parse_error_analysis(text: str) -> pd.DataFrame:
@@ -34,9 +41,9 @@ def parse_error_analysis(text: str) -> pd.DataFrame:
         match = ROW.match(line.strip())
         if match:
             row: dict[str, Any] = {"order": len(rows), "op": match["op"], "layer": match["layer"]}
-            row.update({k: float(match[k]) for k in METRICS})
+            row.update({k: _figure(match[k]) for k in METRICS})
             if match["single_sim_cos"] is not None:
-                row.update({k: float(match[k]) for k in BOARD_METRICS})
+                row.update({k: _figure(match[k]) for k in BOARD_METRICS})
             rows.append(row)
     if not rows:
         raise ValueError("no layer rows found in error_analysis.txt (format changed?)")
