@@ -97,6 +97,12 @@ def measure_preprocessing(d: Draft, path: Path) -> list[str]:
     lines.append(f"chosen: {best.channel_order}, mean {best.mean[0]:g}, std {best.std[0]:g} (an alternative must beat "
                  f"the first by {TASKS[d.task].preprocess_margin:.0%} to be chosen); a measurement on few photos, not a fact: the "
                  "training code has the last word")
+    last = rounds[-1]
+    if last["cannot_tell"]:  # the photos cannot separate the alternatives: the choice stays a guess
+        lines.append(last["cannot_tell"])
+        d.guess("preprocess.channel_order", "the photos could not tell the channel orders apart (below); check "
+                "the training code")
+        return lines
     d.know("preprocess.channel_order", "channel order measured (below)")
     if not d.preprocess_known:
         d.know("preprocess.mean", "mean/std measured (above)")

@@ -211,8 +211,12 @@ def test_init_on_the_pytorch_retinaface_onnx(tmp_path: Path) -> None:
     path, draft = init(model, "rf", "rk3588", tmp_path / "rf.yaml")
     recipe = yaml.safe_load(path.read_text())
     got, want = facts_of(recipe), facts_of(shipped.recipe.model_dump(mode="json"))
-    # measured: BGR, raw pixels; the recipe's (104, 117, 123) mean is no candidate of the check
+    # measured: raw pixels; the recipe's (104, 117, 123) mean is no candidate of the check. BGR finds 39 faces
+    # to RGB's 38 on these photos, ahead in too few resamples to call: the channel order stays marked a guess
     assert got.pop("mean") == [0.0] * 3 and want.pop("mean") == [104.0, 117.0, 123.0]
+    assert want.pop("channel_order") == "BGR"
+    if got.pop("channel_order") != "BGR":
+        assert "preprocess.channel_order" in draft.guessed and "cannot tell" in path.read_text()
     assert got == want
     assert recipe["evaluate"]["detection"] == {"decoder": "pytorch"}
     assert {"inputs.0.shape", "evaluate.detection"} <= set(draft.guessed)
