@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ from convert.errors import RkverifyError
 from convert.preprocess import PreparedImage, prepare_array, read_bgr, resolve_images
 from convert.progress import step
 from convert.recipe import PROJECT_ROOT, LoadedRecipe, Recipe, Verification
+from verify import memory
+from verify.box_crop import box_crop_settings
 from verify.cache import VectorCache
 from verify.compare import cosine
 from verify.face_pass import FaceSettings, PassJob, PassResult, run_job
@@ -107,7 +109,7 @@ def protocol_folds(pair_set: PairSet) -> np.ndarray:
 
 
 def face_settings(cfg: Verification) -> FaceSettings:
-    return FaceSettings(cfg.face_choice, cfg.center_crop_fraction, cfg.flip, cfg.template_fit)
+    return FaceSettings(cfg.face_choice, cfg.center_crop_fraction, cfg.flip, cfg.template_fit, box_crop_settings(cfg))
 
 
 class FacePass:
@@ -138,7 +140,8 @@ class FacePass:
         return sha256_bytes(json.dumps([self.recognizers[name].key, recipe.model_input.model_dump(mode="json"),
                                         recipe.preprocess.model_dump(mode="json"), recipe.embedding_output, faces,
                                         self.settings.choice, self.settings.crop_fraction,
-                                        self.settings.flip, self.settings.fit]).encode())
+                                        self.settings.flip, self.settings.fit]
+                                       + ([asdict(self.settings.box)] if self.settings.box else [])).encode())
 
     def run(self, images: list[tuple[Path, str]]) -> dict[str, Any]:
         """Fill the caches for `images` ((path, sha256)); return what was computed and how fast."""
@@ -148,7 +151,9 @@ class FacePass:
         todo = [(p, sha) for p, sha in images if sha in need_rows or any(sha in e for e in embed.values())]
         started = time.perf_counter()
         in_process_only = any(m.spec is None for m in self.recognizers.values())
-        workers = 1 if in_process_only else max(1, min(self.workers, len(todo)))
+        # a worker builds the quantized model itself: as many as the memory holds (verify.memory)
+        peak_gb = self.loaded.recipe.target.peak_memory_gb or memory.peak_rss_gb()
+        workers = 1 if in_process_only else memory.workers_that_fit(max(1, min(self.workers, len(todo))), peak_gb)
         on_ray = self.ray_address is not None and not in_process_only
         if todo:
             job = PassJob(images=todo, recognizer=self.loaded.recipe,
@@ -167,7 +172,7 @@ class FacePass:
                     jobs = [replace(job, images=shard,
                                     log_file=self.log_file.with_name(f"{self.log_file.stem}-worker{i}.log"))
                             for i, shard in enumerate(shards(todo, workers))]
-                    results = map_units(run_job, jobs, workers, self.ray_address if on_ray else None)
+                    results = map_units(run_job, jobs, workers, self.ray_address if on_ray else None, peak_gb)
             self.merge(results)
         else:
             results = []
@@ -176,7 +181,9 @@ class FacePass:
             for name, seconds in result.engine_seconds.items():
                 engine[name] = engine.get(name, 0.0) + seconds
         return {"workers": workers, "ray": on_ray, "images": len(images), "computed_images": len(todo),
-                "wall_seconds": round(time.perf_counter() - started, 3), "engine_seconds": engine}
+                "wall_seconds": round(time.perf_counter() - started, 3), "engine_seconds": engine,
+                "peak_gb_per_worker_assumed": round(peak_gb, 2),
+                "worker_peak_rss_gb": [r.peak_rss_gb for r in results]}
 
     def with_quantized(self, model: Model) -> FacePass:
         """The same pass with another quantized model (a variant), sharing the float side's caches."""
@@ -204,7 +211,7 @@ class FacePass:
         """The face the recognizer on `side` was fed (from cached detections)."""
         rows = self.rows[side].get(sha) if side in self.rows else None
         crop, _ = face_crop(read_bgr(path), rows, self.settings.choice, self.loaded.recipe.model_input.height_width,
-                            self.settings.crop_fraction, self.settings.fit)
+                            self.settings.crop_fraction, self.settings.fit, self.settings.box)
         return crop
 
     def missed(self, hashes: list[str], side: str) -> int:
@@ -266,6 +273,8 @@ def verification_metrics(loaded: LoadedRecipe, face_pass: FacePass, run_dir: Pat
         "subset": pair_set is not None,
         "images": len(paths),
         "faces": cfg.faces,
+        "align": cfg.align if cfg.faces == "align" else None,
+        "box_crop": asdict(face_pass.settings.box) if face_pass.settings.box else None,
         "face_choice": cfg.face_choice,
         "full_pipeline": cfg.full_pipeline,
         "no_face_found": {"float": face_pass.missed(hashes, "float"),
@@ -362,11 +371,12 @@ def aligned_calibration(loaded: LoadedRecipe, detector: Detector, calib_root: Pa
     faces = recipe.evaluate.verification
     crop_fraction = faces.center_crop_fraction if faces else Verification.model_fields["center_crop_fraction"].default
     fit = faces.template_fit if faces else Verification.model_fields["template_fit"].default
+    box = box_crop_settings(faces) if faces else None  # calibrated on faces cut as the evaluated ones
     photos = resolve_images(calib.images, loaded.path, "quantization.calibration.images")[: calib.size]
     rows = VectorCache(cache_dir / f"detections-{detector.rows_key('float')[:16]}.npz")
     sha = image_hashes(photos)
     job = PassJob(images=[(p, sha[p]) for p in photos], recognizer=recipe, detector=detector.recipe,
-                  settings=FaceSettings("largest", crop_fraction, False, fit), detectors={"float": detector.float.spec},
+                  settings=FaceSettings("largest", crop_fraction, False, fit, box), detectors={"float": detector.float.spec},
                   recognizers={}, align_with={}, rows={"float": rows.entries}, embed={},
                   log_file=cache_dir / "calibration-faces.log")
     live = {"detector:float": detector.float.live} if detector.float.live else None
@@ -378,7 +388,7 @@ def aligned_calibration(loaded: LoadedRecipe, detector: Detector, calib_root: Pa
         sources = {}
         for index, path in enumerate(photos):
             crop, _ = face_crop(read_bgr(path), rows.get(sha[path]), "largest", recipe.model_input.height_width,
-                                crop_fraction, fit)
+                                crop_fraction, fit, box)
             name = f"{index:04d}_{path.stem}.png"
             cv2.imwrite(str(tmp / name), crop)
             sources[name] = {"image": str(path), "sha256": sha[path]}
