@@ -20,6 +20,7 @@ from unittest.mock import patch
 
 from convert.errors import RkverifyError
 from convert.recipe import PROJECT_ROOT
+from verify import memory
 
 Unit = TypeVar("Unit")
 Result = TypeVar("Result")
@@ -86,11 +87,14 @@ def _child(function: Callable[[Any], Any], unit: Any, conn: multiprocessing.conn
 
 
 def run_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers: int,
-              ray_address: str | None = None, isolated: bool = False) -> list[Outcome[Result]]:
+              ray_address: str | None = None, isolated: bool = False,
+              peak_gb: float | None = None) -> list[Outcome[Result]]:
     """`function(unit)` for every unit, outcomes in order: one spawned process per unit, `workers`
     at a time (or Ray tasks when `ray_address` is given; "local" starts a Ray instance on this
     machine). A single worker runs the units in this process unless `isolated` (a unit that may
-    crash, or leaves state behind, e.g. a toolkit build). `function` must be a module-level function."""
+    crash, or leaves state behind, e.g. a toolkit build). `function` must be a module-level function.
+    `peak_gb`: memory a unit may peak at; a unit starts only when it fits beside the running ones
+    (verify.memory.fits), else it waits for one to finish."""
     if ray_address is not None:
         return _run_on_ray(function, units, ray_address)
     if not isolated and (workers <= 1 or len(units) <= 1):
@@ -107,7 +111,8 @@ def run_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers
     waiting = list(enumerate(units))
     running: dict[int, tuple[Any, multiprocessing.connection.Connection]] = {}
     while waiting or running:
-        while waiting and len(running) < max(1, workers):
+        while waiting and len(running) < max(1, workers) and \
+                (not running or memory.fits(peak_gb, [p.pid for p, _ in running.values()])):
             index, unit = waiting.pop(0)
             receive, send = context.Pipe(duplex=False)
             process = context.Process(target=_child, args=(function, unit, send), daemon=False)
@@ -116,7 +121,8 @@ def run_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers
                 process.start()
             send.close()
             running[index] = (process, receive)
-        multiprocessing.connection.wait([conn for _, conn in running.values()])
+        # with units waiting for memory, look again now and then: others' memory comes free too
+        multiprocessing.connection.wait([conn for _, conn in running.values()], timeout=2.0 if waiting else None)
         for index, (process, conn) in list(running.items()):
             if not conn.poll():
                 continue
@@ -132,9 +138,9 @@ def run_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers
 
 
 def map_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers: int,
-              ray_address: str | None = None) -> list[Result]:
+              ray_address: str | None = None, peak_gb: float | None = None) -> list[Result]:
     """As `run_units`, for work that is all or nothing: the first failure is raised."""
-    outcomes = run_units(function, units, workers, ray_address)
+    outcomes = run_units(function, units, workers, ray_address, peak_gb=peak_gb)
     failed = [o for o in outcomes if o.error is not None]
     if failed:
         if failed[0].exception is not None:
