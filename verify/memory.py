@@ -35,8 +35,16 @@ def rss_gb(pid: int) -> float:
 
 
 def peak_rss_gb() -> float:
-    """This process's peak resident memory so far (Linux reports ru_maxrss in kB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB
+    """This process's peak resident memory so far. VmHWM first: a spawned worker's ru_maxrss starts
+    at its parent's peak (fork copies it, exec keeps it), so it would report the parent's."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / GB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB  # Linux: kB
 
 
 def workers_that_fit(workers: int, peak_gb: float | None, free_gb: float | None = None) -> int:
