@@ -3,9 +3,13 @@ grow to. A FaceNet build peaks near 7.5 GB, so on a 24 GB machine three at once 
 by the kernel; a worker that would not fit waits for a running one to finish instead."""
 from __future__ import annotations
 
+import json
 import os
 import resource
 from collections.abc import Iterable
+from pathlib import Path
+
+from convert.artifacts import write_json_atomic
 
 GB = 1024 ** 3
 
@@ -62,3 +66,20 @@ def fits(peak_gb: float | None, running_pids: Iterable[int]) -> bool:
         return True
     still_to_take = sum(max(0.0, peak_gb - rss_gb(pid)) for pid in running_pids)
     return available_gb() - still_to_take >= peak_gb
+
+
+def recorded_peak_gb(path: Path, key: str) -> float | None:
+    """The peak a worker of this model (`key`: its content key) was measured at before, if any."""
+    if not path.is_file():
+        return None
+    value = json.loads(path.read_text()).get(key)
+    return float(value) if value else None
+
+
+def record_peak_gb(path: Path, key: str, peaks: list[float]) -> None:
+    """Keep the largest peak measured for a worker of this model, for sizing the next run's pool."""
+    if not peaks:
+        return
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    known[key] = round(max([*peaks, known.get(key, 0.0)]), 2)
+    write_json_atomic(path, known)

@@ -38,6 +38,7 @@ from verify.workers import map_units, shards
 
 SUBFOLDS = 10  # a single evaluated fold is split this way so a threshold is never tuned on its own test pairs
 SOURCES = "sources.json"  # beside aligned calibration faces: the photo each face came from
+WORKER_PEAKS = "worker-peak-gb.json"  # in the cache folder: measured peak memory of a face-pass worker per model
 
 
 @dataclass(frozen=True)
@@ -151,8 +152,11 @@ class FacePass:
         todo = [(p, sha) for p, sha in images if sha in need_rows or any(sha in e for e in embed.values())]
         started = time.perf_counter()
         in_process_only = any(m.spec is None for m in self.recognizers.values())
-        # a worker builds the quantized model itself: as many as the memory holds (verify.memory)
-        peak_gb = self.loaded.recipe.target.peak_memory_gb or memory.peak_rss_gb()
+        # a worker builds the quantized model itself: as many as the memory holds (verify.memory), at
+        # the recipe's declared peak, else a worker's measured one, else this process's (it built the model)
+        peaks_file, model_key = self.cache_dir / WORKER_PEAKS, self.recognizers["quantized"].key
+        peak_gb = (self.loaded.recipe.target.peak_memory_gb or memory.recorded_peak_gb(peaks_file, model_key)
+                   or memory.peak_rss_gb())
         workers = 1 if in_process_only else memory.workers_that_fit(max(1, min(self.workers, len(todo))), peak_gb)
         on_ray = self.ray_address is not None and not in_process_only
         if todo:
@@ -173,6 +177,8 @@ class FacePass:
                                     log_file=self.log_file.with_name(f"{self.log_file.stem}-worker{i}.log"))
                             for i, shard in enumerate(shards(todo, workers))]
                     results = map_units(run_job, jobs, workers, self.ray_address if on_ray else None, peak_gb)
+                    if not on_ray:
+                        memory.record_peak_gb(peaks_file, model_key, [r.peak_rss_gb for r in results])
             self.merge(results)
         else:
             results = []
