@@ -21,10 +21,11 @@ from verify.faces import face_crop
 from verify.workers import map_units, run_units
 
 # Measured (rknn-toolkit2 2.5.0, rk3588 simulator, RetinaFace box crops + 32 px, flip), asserted with a margin:
-# LFW fold 1 (600 pairs): float 99.83%, w8a8 99.83%, embedding cosine 0.9991.
+# LFW fold 1 (600 pairs): float 99.83%, w8a8 99.83%, embedding cosine 0.9991; prewhitened, on the
+# seeded 100-pair subset: float 99.0%, w8a8 99.0%, cosine 0.9982.
 FOLD1 = {"float": 0.99, "quantized": 0.99, "cosine": 0.998}
 PREWHITEN_PAIRS = 100
-PREWHITEN_FIGURES = {"float": 0.9, "quantized": 0.9, "cosine": 0.99}
+PREWHITEN_FIGURES = {"float": 0.97, "quantized": 0.97, "cosine": 0.997}
 PREWHITEN = {"preprocess": {"channel_order": "RGB", "mean": [0, 0, 0], "std": [1, 1, 1], "resize": "stretch",
                             "per_image": "prewhiten"}}
 
@@ -214,8 +215,6 @@ def test_prewhitened_facenet_end_to_end(tmp_path: Path) -> None:
         release(artifacts)
         if detector is not None:
             release(detector[1])
-    print("prewhiten figures:", {k: figures[k]["accuracy"]["mean"] for k in ("float", "quantized")},
-          figures["embedding_drift"])
     assert figures["float"]["accuracy"]["mean"] >= PREWHITEN_FIGURES["float"]
     assert figures["quantized"]["accuracy"]["mean"] >= PREWHITEN_FIGURES["quantized"]
     assert figures["embedding_drift"]["cosine_mean"] >= PREWHITEN_FIGURES["cosine"]
