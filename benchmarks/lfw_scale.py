@@ -4,7 +4,8 @@ Writes reports/benchmarks/lfw_scale.json. "Cold" empties models/cache/ first (de
 embeddings of every recipe), so the face pass detects, aligns and embeds every image of every
 evaluated pair, float and quantized, with flip. Figures:
 - per run: wall time, the verification step's time, the face pass's wall and engine-only time
-  (summed over workers), and the ratio wall / (engine / workers) the target reads (<= 1.25);
+  (summed over workers), and the ratio wall / (engine / workers) the target reads (<= 1.25); each
+  worker's peak resident memory and the peak the pool sized its workers by (verify.engines.memory);
 - warm: an unchanged re-run recomputes nothing; its verification step time (target < 2 s);
 - analyses: the whole run with the recipe's analysis block on vs off (target <= 2x);
 - scaling (with --workers 1 N): the cold runs' speed-up over one worker, whole run and face pass,
@@ -12,7 +13,7 @@ evaluated pair, float and quantized, with flip. Figures:
   workers may use N cores only (CPU affinity, inherited by its workers): one worker alone would
   otherwise spread ONNX Runtime over every core and the ratio would measure that, not the workers.
 
-    python benchmarks/lfw_scale.py [recipe] [--workers 1 2] [--skip-analyses] [--pin-cores]
+    python benchmarks/lfw_scale.py [recipe] [--workers 1 2] [--skip-analyses] [--pin-cores] [--max-folds N]
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import rkverify  # noqa: E402
 from core.artifacts import tool_versions, utc_now, write_json_atomic  # noqa: E402
 from core.recipe import PROJECT_ROOT  # noqa: E402
+from verify.engines import memory  # noqa: E402
 from verify.engines.cache import SHARED_CACHE_DIR  # noqa: E402
 
 VERIFY_STEP = "face verification, float vs quantized"
@@ -56,7 +58,8 @@ def one_run(recipe: str, workers: int, overrides: dict[str, object], cold: bool,
     engine = sum(face_pass["engine_seconds"].values())
     figures = {
         "workers": workers, "cores": min(workers, len(allowed)) if pin_cores else len(allowed),
-        "cold": cold, "analyses": not overrides, "wall_seconds": round(wall, 1),
+        "cold": cold, "analyses": "analysis.sensitivity_layers" not in overrides, "wall_seconds": round(wall, 1),
+        "main_process_peak_rss_gb": round(memory.peak_rss_gb(), 2),  # the process that ran every run so far
         "verification_step_seconds": metrics["timings_s"][VERIFY_STEP],
         "face_pass": face_pass,
         "pass_vs_engine_per_worker": round(face_pass["wall_seconds"] / (engine / workers), 3) if engine else None,
@@ -81,12 +84,17 @@ def main() -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[2])
     parser.add_argument("--skip-analyses", action="store_true")
     parser.add_argument("--pin-cores", action="store_true", help="a run of N workers uses N cores only")
+    parser.add_argument("--max-folds", type=int, metavar="N", help="only the first N LFW folds (a heavy model "
+                        "measured in parts; the JSON says which folds)")
     args = parser.parse_args()
-    out = PROJECT_ROOT / "reports" / "benchmarks" / f"lfw_scale-{args.recipe}.json"
-    plan: list[tuple[int, dict[str, object], bool]] = [(workers, NO_ANALYSES, True) for workers in args.workers]
-    plan.append((max(args.workers), NO_ANALYSES, False))
+    folds: dict[str, object] = {"evaluate.verification.max_folds": args.max_folds} if args.max_folds else {}
+    suffix = f"-folds1-{args.max_folds}" if args.max_folds else ""
+    out = PROJECT_ROOT / "reports" / "benchmarks" / f"lfw_scale-{args.recipe}{suffix}.json"
+    plan: list[tuple[int, dict[str, object], bool]] = [(workers, NO_ANALYSES | folds, True)
+                                                       for workers in args.workers]
+    plan.append((max(args.workers), NO_ANALYSES | folds, False))
     if not args.skip_analyses:
-        plan.append((max(args.workers), {}, True))
+        plan.append((max(args.workers), folds, True))
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rkverify-bench-") as scratch:
         for workers, overrides, cold in plan:

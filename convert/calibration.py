@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from core.artifacts import atomic_dir, sha256_bytes, sha256_file
 from core.errors import RkverifyError
-from core.pixels import prepare, resolve_images
+from core.pixels import prepare_array, read_bgr, resolve_images
 from core.recipe import LoadedRecipe
 
 LIST_FILE = "dataset.txt"
@@ -39,8 +39,9 @@ def build_calibration_set(loaded: LoadedRecipe, calib_root: Path) -> Path:
         entries = []
         for index, path in enumerate(tqdm(chosen, desc="calibration set", unit="img", leave=False)):
             # model input (always NCHW, which is also how rknn-toolkit2 reads calibration .npy)
-            pixels = prepare(path, recipe.model_input, recipe.preprocess).pixels
-            if float(pixels.std()) < 1.0:
+            bgr = read_bgr(path)
+            pixels = prepare_array(bgr, recipe.model_input, recipe.preprocess, path).pixels
+            if float(bgr.std()) < 1.0:  # on the photo: a per_image normalisation would hide it
                 raise RkverifyError(path, "quantization.calibration.images",
                                     "image is blank (constant pixels) and would skew calibration",
                                     "remove it from the calibration folder")

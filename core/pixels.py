@@ -1,8 +1,9 @@
 """The recipe's preprocessing, shared by calibration (convert) and evaluation (verify).
 
 Model input = raw pixels in the model's channel order and layout, resized to the input
-size. Mean/std are NOT applied here: RKNN applies them itself (config mean_values /
-std_values), and the float runner applies them with `normalize`, so both see one image.
+size (normalised here only by a recipe's `per_image`, see core.per_image). Mean/std are NOT
+applied here: RKNN applies them itself (config mean_values / std_values), and the float runner
+applies them with `normalize`, so both see one image.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from core import per_image
 from core.errors import RkverifyError
 from core.packages import package_dir
 from core.pairs_file import people_in_pairs
@@ -24,7 +26,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 @dataclass(frozen=True)
 class PreparedImage:
     path: Path
-    pixels: np.ndarray  # (1, C, H, W) or (1, H, W, C) float32, model channel order, not normalised
+    pixels: np.ndarray  # (1, C, H, W) or (1, H, W, C) float32, model channel order, not normalised by mean/std
     scale: float  # model-input pixels per original pixel (letterbox anchors the image top-left)
 
 
@@ -98,7 +100,7 @@ def prepare(path: Path, spec: InputSpec, pre: Preprocess) -> PreparedImage:
 def prepare_array(bgr: np.ndarray, spec: InputSpec, pre: Preprocess, path: Path) -> PreparedImage:
     """As `prepare`, for an image already in memory (e.g. an aligned face crop of `path`)."""
     canvas, scale = fit_to_input(bgr, spec, pre)
-    pixels = canvas.astype(np.float32)[np.newaxis]
+    pixels = per_image.apply(canvas.astype(np.float32)[np.newaxis], pre.per_image)
     if spec.layout == "NCHW":
         pixels = pixels.transpose(0, 3, 1, 2)
     return PreparedImage(path=path, pixels=np.ascontiguousarray(pixels), scale=scale)

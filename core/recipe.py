@@ -81,8 +81,6 @@ class Source(Strict):
                              "relative to the project root")
     params: str | None = Field(None, description="mxnet: the <prefix>-<epoch>.params file beside 'path'")
     params_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
-    make: str | None = Field(None, description="module of convert/seeds that makes this (untrained) model "
-                             "at 'path' when the file is missing")
     trained: bool = Field(True, description="false for random weights: drift figures only, no accuracy claims")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
@@ -94,8 +92,6 @@ class Source(Strict):
             raise ValueError("with 'package' or 'wheel', give 'file' (a path inside it)")
         if self.framework == "mxnet" and not (self.path and self.params and self.params_sha256):
             raise ValueError("an mxnet source needs 'path' (-symbol.json), 'params' (-NNNN.params) and 'params_sha256'")
-        if self.make and not self.path:
-            raise ValueError("'make' writes the model at 'path': give 'path'")
         return self
 
 
@@ -116,6 +112,18 @@ class Preprocess(Strict):
     mean: list[float] = Field(min_length=3, max_length=3)
     std: list[float] = Field(min_length=3, max_length=3)
     resize: Literal["letterbox", "stretch"] = "letterbox"
+    per_image: Literal["none", "prewhiten"] = Field(
+        "none", description="normalisation computed per image on the host (core.per_image), for float and "
+        "quantized alike: 'prewhiten' is FaceNet's (x - mean) / max(std, 1/sqrt(n)); it needs mean 0 and std 1 "
+        "(the .rknn then takes float input and quantizes it with one scale)")
+
+    @model_validator(mode="after")
+    def _normalise_once(self) -> Preprocess:
+        if self.per_image != "none" and (self.mean != [0.0] * 3 or self.std != [1.0] * 3):
+            raise ValueError(f"per_image|per_image: {self.per_image} with mean {self.mean} / std {self.std} would "
+                             "normalise twice (double normalisation gives near-constant embeddings)|set mean: "
+                             "[0, 0, 0] and std: [1, 1, 1], or drop per_image")
+        return self
 
     @model_validator(mode="after")
     def _values_can_work(self) -> Preprocess:
@@ -156,6 +164,9 @@ class Target(Strict):
     platform: Platform = "rk3588"
     runtime: Literal["simulator", "board"] = "simulator"
     device_id: str | None = None
+    peak_memory_gb: float | None = Field(None, gt=0, description="memory one worker (a build of this model + its "
+                                         "runners) peaks at; workers are sized by it (None: this process's measured "
+                                         "peak, which has built the same model)")
 
 
 class DetectionEval(Strict):
@@ -206,6 +217,12 @@ class Verification(Strict):
         "shorter_side", description="how the 112x112 ArcFace template meets a non-square input: 'shorter_side' "
         "scales it to the shorter side, centred (margin on the longer one); 'height' scales it to the input's "
         "height and cuts the width centred (a 112x96 input gets the middle 96 columns of the 112x112 face)")
+    align: Literal["warp", "box_crop"] = Field(
+        "warp", description="how a detected face meets the input: 'warp' (5-landmark similarity warp to the ArcFace "
+        "template, InsightFace) or 'box_crop' (the detector's box plus 'margin', resized: FaceNet's MTCNN crop)")
+    margin: int = Field(32, ge=0, description="box_crop: pixels added to the box's width and height (half each "
+                        "side), in image pixels; FaceNet: 32 for 160x160")
+    square: bool = Field(False, description="box_crop: widen the box to a square before the margin (FaceNet: no)")
     center_crop_fraction: float = Field(0.55, gt=0, le=1, description="crop side / image side (center_crop)")
     flip: bool = Field(True, description="add the horizontally flipped face's embedding")
     folds: int = Field(10, ge=2, description="folds of pairs built from a folder without pairs.txt "
@@ -216,6 +233,12 @@ class Verification(Strict):
     analysis_pairs: int = Field(600, ge=20, description="analyses (calibration resamples, hybrid candidates, fix "
                                 "steps) measure verification on this fixed, seeded subset of pairs; only the "
                                 "proposed fix is re-measured on every pair")
+
+    @model_validator(mode="after")
+    def _box_needs_detector(self) -> Verification:
+        if self.align == "box_crop" and self.faces != "align":
+            raise ValueError("align|align: box_crop crops the detector's box: it needs faces: align (a detector)")
+        return self
 
 
 class Evaluate(Strict):
@@ -436,11 +459,14 @@ def _recipe_error(path: Path, exc: ValidationError) -> RkverifyError:
 
 
 def _blamed(path: Path, loc: list[str], message: str) -> RkverifyError:
+    """A check's message "field|message" (or "field|message|fix") as the error naming that field."""
     field = ".".join(loc) or "(top level)"
-    if "|" in message:  # a cross-field check names the field it blames: "field|message"
-        blamed, message = message.split("|", 1)
+    fix = "correct this value (see convert/recipes/retinaface.yaml)"
+    if "|" in message:  # a cross-field check names the field it blames, and may name its own fix
+        blamed, message, *own_fix = message.split("|", 2)
         field = ".".join(loc + [blamed]) if loc else blamed
-    return RkverifyError(path, field, message, "correct this value (see convert/recipes/retinaface.yaml)")
+        fix = own_fix[0] if own_fix else fix
+    return RkverifyError(path, field, message, fix)
 
 
 def _blame_override(error: RkverifyError, overrides: dict[str, Any]) -> RkverifyError:

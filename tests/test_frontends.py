@@ -87,8 +87,8 @@ def test_tensorflow_retinaface_finds_the_faces(fresh_run) -> None:
 
 
 def test_untrained_models_say_so_and_refuse_accuracy_gates(recipe_copy, capsys) -> None:
-    path = recipe_copy(lambda t: t.replace("min_embedding_cosine: 0.95", "min_quantized_accuracy: 0.9"),
-                       "keras-facenet")
+    path = recipe_copy(lambda t: t.replace("  framework: keras-pb\n", "  framework: keras-pb\n  trained: false\n")
+                       .replace("gates:\n", "gates:\n  min_quantized_accuracy: 0.9\n", 1), "keras-facenet")
     line = run_cli(path, capsys)
     assert "[gates]" in line and "untrained" in line
 

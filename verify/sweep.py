@@ -148,7 +148,8 @@ def sweep(recipe_arg: str, grid: dict[str, list[Any]] | None, reports_dir: Path,
         stopped_at = None
         for start in range(0, len(units), batch):
             chunk = units[start:start + batch]
-            for unit, outcome in zip(chunk, run_units(run_variant, chunk, workers, ray_address, isolated=True)):
+            for unit, outcome in zip(chunk, run_units(run_variant, chunk, workers, ray_address, isolated=True,
+                                                          peak_gb=recipe.target.peak_memory_gb)):
                 row = {"variant": unit.name, "fields": unit.fields, "cost_order": units.index(unit) + 1}
                 if outcome.result is not None:
                     rows.append(row | outcome.result)

@@ -32,6 +32,8 @@ def variants(pre: Preprocess) -> dict[str, tuple[Preprocess, bool]]:
     """label -> (mean/std preprocessing, swap channels?); the recipe's own first."""
     swapped = "RGB" if pre.channel_order == "BGR" else "BGR"
     options = {"recipe": (pre, False), f"channels swapped ({swapped})": (pre, True)}
+    if pre.per_image != "none":  # the images are normalised already: another mean/std would normalise twice
+        return options
     for label, mean, std in (("(x-127.5)/128", 127.5, 128.0), ("x/255", 0.0, 255.0), ("raw pixels", 0.0, 1.0)):
         candidate = pre.model_copy(update={"mean": [mean] * 3, "std": [std] * 3})
         if candidate != pre:

@@ -21,6 +21,7 @@ from unittest.mock import patch
 from convert.signals import Terminated, terminate_as_interrupt
 from core.errors import RkverifyError
 from core.recipe import PROJECT_ROOT
+from verify.engines import memory
 
 Unit = TypeVar("Unit")
 Result = TypeVar("Result")
@@ -90,11 +91,14 @@ def _child(function: Callable[[Any], Any], unit: Any, conn: multiprocessing.conn
 
 
 def run_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers: int,
-              ray_address: str | None = None, isolated: bool = False) -> list[Outcome[Result]]:
+              ray_address: str | None = None, isolated: bool = False,
+              peak_gb: float | None = None) -> list[Outcome[Result]]:
     """`function(unit)` for every unit, outcomes in order: one spawned process per unit, `workers`
     at a time (or Ray tasks when `ray_address` is given; "local" starts a Ray instance on this
     machine). A single worker runs the units in this process unless `isolated` (a unit that may
-    crash, or leaves state behind, e.g. a toolkit build). `function` must be a module-level function."""
+    crash, or leaves state behind, e.g. a toolkit build). `function` must be a module-level function.
+    `peak_gb`: memory a unit may peak at; a unit starts only when it fits beside the running ones
+    (verify.engines.memory.fits), else it waits for one to finish."""
     if ray_address is not None:
         return _run_on_ray(function, units, ray_address)
     if not isolated and (workers <= 1 or len(units) <= 1):
@@ -111,7 +115,7 @@ def run_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers
     waiting = list(enumerate(units))
     running: dict[int, tuple[Any, multiprocessing.connection.Connection]] = {}
     try:
-        _run_all(function, context, share, waiting, running, results, workers)
+        _run_all(function, context, share, waiting, running, results, workers, peak_gb)
     except BaseException:  # Ctrl-C / SIGTERM of the caller: its workers end too, each cleaning up
         for process, _ in running.values():
             process.terminate()
@@ -123,10 +127,12 @@ def run_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers
 
 def _run_all(function: Callable[[Unit], Result], context: Any, share: dict[str, str], waiting: list[tuple[int, Unit]],
              running: dict[int, tuple[Any, multiprocessing.connection.Connection]],
-             results: dict[int, Outcome[Result]], workers: int) -> None:
-    """Start units `workers` at a time and collect their outcomes until none waits or runs."""
+             results: dict[int, Outcome[Result]], workers: int, peak_gb: float | None) -> None:
+    """Start units `workers` at a time (each when its `peak_gb` fits) and collect their outcomes until
+    none waits or runs."""
     while waiting or running:
-        while waiting and len(running) < max(1, workers):
+        while waiting and len(running) < max(1, workers) and \
+                (not running or memory.fits(peak_gb, [p.pid for p, _ in running.values()])):
             index, unit = waiting.pop(0)
             receive, send = context.Pipe(duplex=False)
             process = context.Process(target=_child, args=(function, unit, send), daemon=False)
@@ -135,7 +141,8 @@ def _run_all(function: Callable[[Unit], Result], context: Any, share: dict[str, 
                 process.start()
             send.close()
             running[index] = (process, receive)
-        multiprocessing.connection.wait([conn for _, conn in running.values()])
+        # with units waiting for memory, look again now and then: others' memory comes free too
+        multiprocessing.connection.wait([conn for _, conn in running.values()], timeout=2.0 if waiting else None)
         for index, (process, conn) in list(running.items()):
             if not conn.poll():
                 continue
@@ -150,9 +157,9 @@ def _run_all(function: Callable[[Unit], Result], context: Any, share: dict[str, 
 
 
 def map_units(function: Callable[[Unit], Result], units: Sequence[Unit], workers: int,
-              ray_address: str | None = None) -> list[Result]:
+              ray_address: str | None = None, peak_gb: float | None = None) -> list[Result]:
     """As `run_units`, for work that is all or nothing: the first failure is raised."""
-    outcomes = run_units(function, units, workers, ray_address)
+    outcomes = run_units(function, units, workers, ray_address, peak_gb=peak_gb)
     failed = [o for o in outcomes if o.error is not None]
     if failed:
         if failed[0].exception is not None:

@@ -16,7 +16,9 @@ import numpy as np
 from core.pixels import prepare_array, read_bgr
 from core.recipe import Recipe
 from core.runner import Runner
+from verify.engines import memory
 from verify.engines.runners import RunnerSpec
+from verify.face.box_crop import BoxCrop
 from verify.face.faces import FaceChoice, detect_rows, face_crop
 
 
@@ -26,6 +28,7 @@ class FaceSettings:
     crop_fraction: float  # centre crop when no detector is used or no face is found
     flip: bool
     fit: str = "shorter_side"  # the template on a non-square input (Verification.template_fit)
+    box: BoxCrop | None = None  # crop the box with a margin instead of the landmark warp (Verification.align)
 
 
 @dataclass
@@ -54,6 +57,7 @@ class PassResult:
     rows: dict[str, dict[str, np.ndarray]] = field(default_factory=lambda: defaultdict(dict))
     embeddings: dict[str, dict[str, np.ndarray]] = field(default_factory=lambda: defaultdict(dict))
     engine_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    peak_rss_gb: float = 0.0  # the process's peak resident memory when the shard ended
 
 
 def embed(runner: Runner, pixels: np.ndarray, output: str, flip: bool, layout: str) -> tuple[np.ndarray, float]:
@@ -107,10 +111,11 @@ def run_job(job: PassJob, live: dict[str, Runner] | None = None) -> PassResult:
                 side = job.align_with[name]
                 if side not in crops:
                     crops[side], _ = face_crop(bgr, rows.get(side), job.settings.choice, size,
-                                               job.settings.crop_fraction, job.settings.fit)
+                                               job.settings.crop_fraction, job.settings.fit, job.settings.box)
                 pixels = prepare_array(crops[side], recipe.model_input, recipe.preprocess, path).pixels
                 vectors, seconds = embed(runner("recognizer", name), pixels, recipe.embedding_output,
                                          job.settings.flip, recipe.model_input.layout)
                 result.embeddings[name][sha] = vectors
                 result.engine_seconds[f"recognizer:{name}"] += seconds
+    result.peak_rss_gb = round(memory.peak_rss_gb(), 2)
     return result

@@ -16,6 +16,7 @@ from core.recipe import Recipe
 from core.runner import Runner
 from verify.face import detection
 from verify.face.align import align, center_crop
+from verify.face.box_crop import BoxCrop, crop_box
 
 FaceChoice = Literal["central", "largest", "score"]
 ROW = 15
@@ -30,7 +31,13 @@ def detect_rows(bgr: np.ndarray, detector: Recipe, runner: Runner) -> np.ndarray
 
 
 def choose(rows: np.ndarray, choice: FaceChoice, image_hw: tuple[int, int]) -> np.ndarray | None:
-    """The 5 landmarks of the chosen face, None when there is none.
+    """The 5 landmarks of the chosen face, None when there is none."""
+    row = chosen_row(rows, choice, image_hw)
+    return None if row is None else row[5:].reshape(5, 2)
+
+
+def chosen_row(rows: np.ndarray, choice: FaceChoice, image_hw: tuple[int, int]) -> np.ndarray | None:
+    """The detection row of the chosen face, None when there is none.
 
     central: the face whose box centre is nearest the image centre (LFW labels that face);
     largest: the largest box (a portrait); score: the most confident detection.
@@ -45,14 +52,17 @@ def choose(rows: np.ndarray, choice: FaceChoice, image_hw: tuple[int, int]) -> n
         index = int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
     else:
         index = int(np.argmax(rows[:, 4]))
-    return rows[index, 5:].reshape(5, 2)
+    return rows[index]
 
 
 def face_crop(bgr: np.ndarray, rows: np.ndarray | None, choice: FaceChoice, size: tuple[int, int],
-              crop_fraction: float, fit: str = "shorter_side") -> tuple[np.ndarray, bool]:
+              crop_fraction: float, fit: str = "shorter_side", box: BoxCrop | None = None) -> tuple[np.ndarray, bool]:
     """(aligned face, True), or (centre crop, False) when no face was found or no detector is used;
-    `fit`: how the ArcFace template meets a non-square input (verify.align.align)."""
-    points = choose(rows, choice, (bgr.shape[0], bgr.shape[1])) if rows is not None else None
-    if points is None:
+    `fit`: how the ArcFace template meets a non-square input (verify.align.align); `box`: crop the
+    face's box with a margin instead of warping its landmarks (verify.face.box_crop)."""
+    row = chosen_row(rows, choice, (bgr.shape[0], bgr.shape[1])) if rows is not None else None
+    if row is None:
         return center_crop(bgr, crop_fraction, size), False
-    return align(bgr, points, size, fit), True
+    if box is not None:
+        return crop_box(bgr, row[:4], box, size), True
+    return align(bgr, row[5:].reshape(5, 2), size, fit), True

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,11 @@ from core.errors import RkverifyError
 from core.pixels import PreparedImage, prepare_array, read_bgr, resolve_images
 from core.recipe import PROJECT_ROOT, LoadedRecipe, Recipe, Verification
 from core.runner import Runner
+from verify.engines import memory
 from verify.engines.cache import VectorCache
 from verify.engines.runners import RunnerSpec
 from verify.engines.workers import map_units, shards
+from verify.face.box_crop import box_crop_settings
 from verify.face.face_pass import FaceSettings, PassJob, PassResult, run_job
 from verify.face.faces import face_crop
 from verify.face.lfw import PairSet, build_pairs, has_images, read_pairs
@@ -36,6 +38,7 @@ from verify.face.verification_metrics import accuracy_at, best_threshold, square
 
 SUBFOLDS = 10  # a single evaluated fold is split this way so a threshold is never tuned on its own test pairs
 SOURCES = "sources.json"  # beside aligned calibration faces: the photo each face came from
+WORKER_PEAKS = "worker-peak-gb.json"  # in the cache folder: measured peak memory of a face-pass worker per model
 
 PAIRS_CSV = "pairs.csv"  # one row per evaluated pair, a distance column per model (the report plots it)
 
@@ -109,7 +112,7 @@ def protocol_folds(pair_set: PairSet) -> np.ndarray:
 
 
 def face_settings(cfg: Verification) -> FaceSettings:
-    return FaceSettings(cfg.face_choice, cfg.center_crop_fraction, cfg.flip, cfg.template_fit)
+    return FaceSettings(cfg.face_choice, cfg.center_crop_fraction, cfg.flip, cfg.template_fit, box_crop_settings(cfg))
 
 
 class FacePass:
@@ -140,7 +143,8 @@ class FacePass:
         return sha256_bytes(json.dumps([self.recognizers[name].key, recipe.model_input.model_dump(mode="json"),
                                         recipe.preprocess.model_dump(mode="json"), recipe.embedding_output, faces,
                                         self.settings.choice, self.settings.crop_fraction,
-                                        self.settings.flip, self.settings.fit]).encode())
+                                        self.settings.flip, self.settings.fit]
+                                       + ([asdict(self.settings.box)] if self.settings.box else [])).encode())
 
     def run(self, images: list[tuple[Path, str]]) -> dict[str, Any]:
         """Fill the caches for `images` ((path, sha256)); return what was computed and how fast."""
@@ -150,7 +154,12 @@ class FacePass:
         todo = [(p, sha) for p, sha in images if sha in need_rows or any(sha in e for e in embed.values())]
         started = time.perf_counter()
         in_process_only = any(m.spec is None for m in self.recognizers.values())
-        workers = 1 if in_process_only else max(1, min(self.workers, len(todo)))
+        # a worker builds the quantized model itself: as many as the memory holds (verify.engines.memory), at
+        # the recipe's declared peak, else a worker's measured one, else this process's (it built the model)
+        peaks_file, model_key = self.cache_dir / WORKER_PEAKS, self.recognizers["quantized"].key
+        peak_gb = (self.loaded.recipe.target.peak_memory_gb or memory.recorded_peak_gb(peaks_file, model_key)
+                   or memory.peak_rss_gb())
+        workers = 1 if in_process_only else memory.workers_that_fit(max(1, min(self.workers, len(todo))), peak_gb)
         on_ray = self.ray_address is not None and not in_process_only
         if todo:
             job = PassJob(images=todo, recognizer=self.loaded.recipe,
@@ -169,7 +178,9 @@ class FacePass:
                     jobs = [replace(job, images=shard,
                                     log_file=self.log_file.with_name(f"{self.log_file.stem}-worker{i}.log"))
                             for i, shard in enumerate(shards(todo, workers))]
-                    results = map_units(run_job, jobs, workers, self.ray_address if on_ray else None)
+                    results = map_units(run_job, jobs, workers, self.ray_address if on_ray else None, peak_gb)
+                    if not on_ray:
+                        memory.record_peak_gb(peaks_file, model_key, [r.peak_rss_gb for r in results])
             self.merge(results)
         else:
             results = []
@@ -178,7 +189,9 @@ class FacePass:
             for name, seconds in result.engine_seconds.items():
                 engine[name] = engine.get(name, 0.0) + seconds
         return {"workers": workers, "ray": on_ray, "images": len(images), "computed_images": len(todo),
-                "wall_seconds": round(time.perf_counter() - started, 3), "engine_seconds": engine}
+                "wall_seconds": round(time.perf_counter() - started, 3), "engine_seconds": engine,
+                "peak_gb_per_worker_assumed": round(peak_gb, 2),
+                "worker_peak_rss_gb": [r.peak_rss_gb for r in results]}
 
     def with_quantized(self, model: Model) -> FacePass:
         """The same pass with another quantized model (a variant), sharing the float side's caches."""
@@ -206,7 +219,7 @@ class FacePass:
         """The face the recognizer on `side` was fed (from cached detections)."""
         rows = self.rows[side].get(sha) if side in self.rows else None
         crop, _ = face_crop(read_bgr(path), rows, self.settings.choice, self.loaded.recipe.model_input.height_width,
-                            self.settings.crop_fraction, self.settings.fit)
+                            self.settings.crop_fraction, self.settings.fit, self.settings.box)
         return crop
 
     def missed(self, hashes: list[str], side: str) -> int:
@@ -269,6 +282,8 @@ def verification_metrics(loaded: LoadedRecipe, face_pass: FacePass, run_dir: Pat
         "pairs": len(pairs.pairs),
         "images": len(paths),
         "faces": cfg.faces,
+        "align": cfg.align if cfg.faces == "align" else None,
+        "box_crop": asdict(face_pass.settings.box) if face_pass.settings.box else None,
         "face_choice": cfg.face_choice,
         "full_pipeline": cfg.full_pipeline,
         "no_face_found": {"float": face_pass.missed(hashes, "float"),
@@ -365,11 +380,12 @@ def aligned_calibration(loaded: LoadedRecipe, detector: Detector, calib_root: Pa
     faces = recipe.evaluate.verification
     crop_fraction = faces.center_crop_fraction if faces else Verification.model_fields["center_crop_fraction"].default
     fit = faces.template_fit if faces else Verification.model_fields["template_fit"].default
+    box = box_crop_settings(faces) if faces else None  # calibrated on faces cut as the evaluated ones
     photos = resolve_images(calib.images, loaded.path, "quantization.calibration.images")[: calib.size]
     rows = VectorCache(cache_dir / f"detections-{detector.rows_key('float')[:16]}.npz")
     sha = image_hashes(photos)
     job = PassJob(images=[(p, sha[p]) for p in photos], recognizer=recipe, detector=detector.recipe,
-                  settings=FaceSettings("largest", crop_fraction, False, fit), detectors={"float": detector.float.spec},
+                  settings=FaceSettings("largest", crop_fraction, False, fit, box), detectors={"float": detector.float.spec},
                   recognizers={}, align_with={}, rows={"float": rows.entries}, embed={},
                   log_file=cache_dir / "calibration-faces.log")
     live = {"detector:float": detector.float.live} if detector.float.live else None
@@ -381,7 +397,7 @@ def aligned_calibration(loaded: LoadedRecipe, detector: Detector, calib_root: Pa
         sources = {}
         for index, path in enumerate(photos):
             crop, _ = face_crop(read_bgr(path), rows.get(sha[path]), "largest", recipe.model_input.height_width,
-                                crop_fraction, fit)
+                                crop_fraction, fit, box)
             name = f"{index:04d}_{path.stem}.png"
             cv2.imwrite(str(tmp / name), crop)
             sources[name] = {"image": str(path), "sha256": sha[path]}
