@@ -40,6 +40,13 @@ GATE_METRICS: dict[str, tuple[str, Callable[[dict[str, Any]], float]]] = {
                           lambda m: m["verification"]["accuracy_drop"]),
     "min_embedding_cosine": ("mean cosine of float vs quantized embeddings",
                              lambda m: m["verification"]["embedding_drift"]["cosine_mean"]),
+    "min_rank1": ("quantized rank-1 identification (gallery and probes quantized)",
+                  lambda m: m["identification"]["settings"]["quantized/quantized"]["rank1"]),
+    "max_rank1_drop": ("float minus quantized rank-1 identification", lambda m: m["identification"]["rank1_drop"]),
+    "max_cross_enrolment_drop": ("rank-1 drop when a float-enrolled gallery is searched with the quantized model",
+                                 lambda m: m["identification"]["cross_enrolment_drop"]),
+    "min_dir_at_far": ("quantized open-set DIR at the first identification FAR (1%)",
+                       lambda m: m["identification"]["settings"]["quantized/quantized"]["dir_at_far"][0]["dir"]),
 }
 
 

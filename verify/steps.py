@@ -28,6 +28,7 @@ from verify import (
 from verify.cache import SHARED_CACHE_DIR
 from verify.compare import agreement_per_input, input_sensitivity, summarise_outputs
 from verify.gates import evaluate_gates, gate_dicts
+from verify.identification import step as identification
 from verify.recognition import FacePass, verification_metrics
 from verify.run_models import recognizer_models, rknn_runner
 from verify.run_state import RunState
@@ -105,6 +106,9 @@ def task(name: str) -> Callable[[RunState], bool]:
 
 STEPS: tuple[Step, ...] = (
     Step("face verification, float vs quantized", task("recognition"), verify_faces, ("float", "quantized", "detector")),
+    Step("face identification (1:N search), float vs quantized vs cross-enrolled",
+         lambda s: s.recipe.evaluate.task == "recognition" and s.recipe.evaluate.identification.enabled,
+         identification.step, ("float", "quantized", "detector")),
     Step("prepare eval images", lambda s: s.recipe.evaluate.task != "recognition", eval_images),
     Step("float on ONNX Runtime, {inputs} inputs", always, engine_outputs("float", "onnxruntime_ms_per_image"),
          ("float",)),
