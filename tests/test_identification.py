@@ -145,3 +145,36 @@ def test_identification_gates_fail_on_a_drop() -> None:
                                                         max_cross_enrolment_drop=0.02, min_dir_at_far=0.5), metrics)}
     assert not results["min_rank1"].passed and not results["max_rank1_drop"].passed
     assert results["max_cross_enrolment_drop"].passed and results["min_dir_at_far"].passed
+
+
+@pytest.fixture(scope="module")
+def lfw_identification(fresh_run) -> tuple[dict, object]:
+    run_dir = fresh_run("arcface-mobilefacenet")  # LFW fold 1 (CI's max_folds=1)
+    return json.loads((run_dir / "metrics.json").read_text()), run_dir
+
+
+def test_three_galleries_on_lfw_fold_1(lfw_identification) -> None:
+    metrics, run_dir = lfw_identification
+    idf = metrics["identification"]
+    protocol, table = idf["protocol"], idf["settings"]
+    assert protocol["folds_used"] == [0] and protocol["enrolled_people"] >= 150
+    assert protocol["known_probes"] >= 300 and protocol["unknown_probes"] >= 250
+    assert idf["leakage"]["overlap"] == 0 and protocol["excluded_people"] == 0
+    assert list(table) == ["float/float", "quantized/quantized", "float/quantized"]
+    assert table["float/float"]["rank1"] >= RANK1_FLOOR
+    for name in ("quantized/quantized", "float/quantized"):
+        assert abs(table["float/float"]["rank1"] - table[name]["rank1"]) <= MAX_RANK1_GAP
+        assert table[name]["answer_changed"] == len(idf["flipped_probes"][name]) or \
+            len(idf["flipped_probes"][name]) == 12
+    assert table["float/float"]["dir_at_far"][0]["dir"] >= DIR_FLOOR
+    sizes = [p["gallery"] for p in idf["gallery_size_curve"]]
+    assert sizes[0] == protocol["enrolled_people"] and sizes[-1] == protocol["gallery_size"] > sizes[0]
+    html = (run_dir / "report.html").read_text()
+    assert "Face identification (1:N search)" in html and "gallery float, probes quantized" not in html
+
+
+def test_an_identification_gate_fails_on_a_real_run(lfw_identification) -> None:
+    metrics, _ = lfw_identification
+    rank1 = metrics["identification"]["settings"]["quantized/quantized"]["rank1"]
+    (result,) = evaluate_gates(Gates(min_rank1=rank1 + 0.001), metrics)
+    assert not result.passed and result.value == rank1

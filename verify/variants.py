@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from convert.artifacts import sha256_bytes
+from convert.recipe import LoadedRecipe
 from verify.compare import agreement_per_input, summarise_outputs
 from verify.detection_agreement import detection_agreement
 from verify.recognition import Model, choose_pairs, pair_subset, verification_metrics
@@ -50,18 +51,26 @@ def variant_measure(state: RunState) -> Measure:
     return measure
 
 
+def hybrid_model(state: RunState, float_layers: list[str]) -> tuple[LoadedRecipe, Model]:
+    """The run's recipe with `float_layers` kept in float16, and its model for the face pass (built
+    in the workers; its embeddings cached under a key of the plain build and the layers)."""
+    loaded, artifacts, face_pass = state.loaded, state.artifacts, state.face_pass
+    assert face_pass is not None
+    recipe = loaded.recipe
+    quantization = recipe.quantization.model_copy(
+        update={"hybrid": recipe.quantization.hybrid.model_copy(update={"float_layers": float_layers})})
+    variant = loaded.model_copy(update={"recipe": recipe.model_copy(update={"quantization": quantization})})
+    key = sha256_bytes(json.dumps([face_pass.recognizers["quantized"].key, sorted(float_layers)]).encode())
+    return variant, Model(key, SimulatorSpec(variant, artifacts.onnx, artifacts.calibration_list))
+
+
 def fix_on_every_pair(state: RunState) -> WholeSet:
     """Verification of a hybrid variant on every pair, its builds and embeddings in the workers."""
-    loaded, artifacts, face_pass = state.loaded, state.artifacts, state.face_pass
+    face_pass = state.face_pass
     assert face_pass is not None
 
     def whole_set(float_layers: list[str]) -> dict[str, Any]:
-        recipe = loaded.recipe
-        quantization = recipe.quantization.model_copy(
-            update={"hybrid": recipe.quantization.hybrid.model_copy(update={"float_layers": float_layers})})
-        variant = loaded.model_copy(update={"recipe": recipe.model_copy(update={"quantization": quantization})})
-        key = sha256_bytes(json.dumps([face_pass.recognizers["quantized"].key, sorted(float_layers)]).encode())
-        model = Model(key, SimulatorSpec(variant, artifacts.onnx, artifacts.calibration_list))
+        variant, model = hybrid_model(state, float_layers)
         with tempfile.TemporaryDirectory(prefix="rkverify-fix-") as scratch:
             figures, _ = verification_metrics(variant, face_pass.with_quantized(model), Path(scratch))
         return {k: figures[k] for k in ("quantized", "accuracy_drop", "quantized_accuracy_at_float_threshold",

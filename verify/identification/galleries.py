@@ -15,10 +15,10 @@ import numpy as np
 from verify.identification.index import IndexSettings, build_index, search
 from verify.identification.metrics import (
     cmc,
+    detection_identification_rate,
     dir_at_far,
     dir_far_curve,
     false_alarm_rate,
-    detection_identification_rate,
     match_ranks,
     rank_k,
     recall_at_1,

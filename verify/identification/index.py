@@ -23,6 +23,7 @@ class IndexSettings:
     nprobe: int = 16  # IVF: lists searched per query
     ef_search: int = 128  # HNSW: candidate list size at search time
     hnsw_m: int = 32  # HNSW: links per node
+    nlist: int | None = None  # IVF: lists (None: ivf_lists(gallery size))
 
 
 def ivf_lists(count: int) -> int:
@@ -39,7 +40,7 @@ def build_index(vectors: np.ndarray, settings: IndexSettings = IndexSettings()) 
         index = faiss.IndexFlatIP(dim)
     elif settings.kind == "ivf":
         # the factory's index owns its coarse quantizer (no SWIG lifetime to manage)
-        index = faiss.index_factory(dim, f"IVF{ivf_lists(len(data))},Flat", faiss.METRIC_INNER_PRODUCT)
+        index = faiss.index_factory(dim, f"IVF{settings.nlist or ivf_lists(len(data))},Flat", faiss.METRIC_INNER_PRODUCT)
         index.train(data)
         faiss.extract_index_ivf(index).nprobe = settings.nprobe
     elif settings.kind == "hnsw":

@@ -42,13 +42,15 @@ class Split:
                 "unknown_probes": len(self.unknown_probes), "excluded_people": len(self.excluded_people)}
 
 
-def build_split(images: list[Path], seed: int, excluded: set[str] = frozenset()) -> Split:
+def build_split(images: list[Path], seed: int, excluded: frozenset[str] = frozenset()) -> Split:
     """Gallery / known probes / unknown probes from `images`, leaving out people in `excluded`."""
     by_person: dict[str, list[Path]] = defaultdict(list)
     for path in sorted(set(images)):
         by_person[person(path)].append(path)
     rng = random.Random(seed)
-    gallery, known, unknown = [], [], []
+    gallery: list[Path] = []
+    known: list[Path] = []
+    unknown: list[Path] = []
     for name in sorted(by_person):
         if name in excluded:
             continue

@@ -24,6 +24,7 @@ from verify.identification.index import IndexSettings
 from verify.identification.protocol import DESCRIPTION, Split, build_split, choose_distractors, person
 from verify.recognition import FacePass, calibration_sources, choose_pairs, image_hashes, leakage, save_thumbnail
 from verify.run_state import RunState
+from verify.variants import hybrid_model
 from verify.verification_metrics import l2_normalise
 
 # (gallery model, probe model): the model's own figure, a device that enrols itself, a server-enrolled
@@ -134,3 +135,30 @@ def step(state: RunState) -> None:
     result["rank1_drop"] = table[REFERENCE]["rank1"] - table[setting_name("quantized", "quantized")]["rank1"]
     result["cross_enrolment_drop"] = table[REFERENCE]["rank1"] - table[setting_name("float", "quantized")]["rank1"]
     state.metrics["identification"] = result
+
+
+# the proposed fix beside the plain build: its own figure, a float-enrolled database and a database
+# enrolled with the plain w8a8 build (last year's .rknn) searched by the fix
+BUILD_SETTINGS = [("float", "float"), ("fix", "fix"), ("float", "fix"), ("quantized", "fix")]
+
+
+def proposed_fix(state: RunState) -> list[str]:
+    fix = state.metrics.get("sensitivity", {}).get("fix", {})
+    return list(fix.get("float_layers", [])) if "whole_set" in fix else []
+
+
+def builds_step(state: RunState) -> None:
+    """Two builds: the plain quantized build and the proposed hybrid fix (embedded on every pair by
+    the sensitivity step, so only distractors may be new), searched across each other."""
+    face_pass = state.face_pass
+    assert face_pass is not None
+    layers = proposed_fix(state)
+    _, model = hybrid_model(state, layers)
+    fix_pass = face_pass.with_quantized(model)
+    caches = {"float": face_pass.embeddings["float"], "quantized": face_pass.embeddings["quantized"],
+              "fix": fix_pass.embeddings["quantized"]}
+    result = identification(state, caches, fix_pass, BUILD_SETTINGS, thumbnails=False)
+    state.metrics["identification"].setdefault("builds", {})["fix"] = {
+        "title": f"{state.recipe.quantization.dtype} vs the proposed fix ({len(layers)} layer(s) in float16)",
+        "note": "quantized/fix: a gallery enrolled with the plain build (an older .rknn) searched by the fix build.",
+        "float_layers": layers, "settings": result["settings"], "gallery_size_curve": result["gallery_size_curve"]}
