@@ -24,6 +24,9 @@ from verify.identification.protocol import build_split, choose_distractors
 from verify.verification_metrics import l2_normalise
 
 FARS = [0.01, 0.001]
+# arcface-mobilefacenet on LFW fold 1 measured float rank-1 0.952, DIR@FAR 1% 0.790; quantized and
+# cross-enrolled within 0.003 of it. The floors leave room for a changed toolkit, not for a broken search.
+RANK1_FLOOR, DIR_FLOOR, MAX_RANK1_GAP = 0.93, 0.72, 0.02
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -164,13 +167,13 @@ def test_three_galleries_on_lfw_fold_1(lfw_identification) -> None:
     assert table["float/float"]["rank1"] >= RANK1_FLOOR
     for name in ("quantized/quantized", "float/quantized"):
         assert abs(table["float/float"]["rank1"] - table[name]["rank1"]) <= MAX_RANK1_GAP
-        assert table[name]["answer_changed"] == len(idf["flipped_probes"][name]) or \
-            len(idf["flipped_probes"][name]) == 12
+        assert len(idf["flipped_probes"][name]) == min(12, table[name]["answer_changed"])
     assert table["float/float"]["dir_at_far"][0]["dir"] >= DIR_FLOOR
     sizes = [p["gallery"] for p in idf["gallery_size_curve"]]
     assert sizes[0] == protocol["enrolled_people"] and sizes[-1] == protocol["gallery_size"] > sizes[0]
     html = (run_dir / "report.html").read_text()
-    assert "Face identification (1:N search)" in html and "gallery float, probes quantized" not in html
+    assert "Face identification (1:N search)" in html and 'alt="CMC curves"' in html
+    assert html.count('alt="probe face"') == sum(len(rows) for rows in idf["flipped_probes"].values())
 
 
 def test_an_identification_gate_fails_on_a_real_run(lfw_identification) -> None:
