@@ -181,3 +181,28 @@ def test_an_identification_gate_fails_on_a_real_run(lfw_identification) -> None:
     rank1 = metrics["identification"]["settings"]["quantized/quantized"]["rank1"]
     (result,) = evaluate_gates(Gates(min_rank1=rank1 + 0.001), metrics)
     assert not result.passed and result.value == rank1
+
+
+@pytest.mark.parametrize("unknown", [True, False])
+def test_report_section_renders_with_and_without_unknown_probes(unknown: bool) -> None:
+    """The section from metrics alone; a folder where everyone has 2+ images has no open set."""
+    from verify.identification.plots import identification_plots
+    from verify.report import TEMPLATES, format_number
+
+    data = hand_made(True)
+    if not unknown:
+        data = Embedded(data.vectors, data.labels, data.gallery, data.known, data.unknown[:0])
+    pairs = [("float", "float"), ("quantized", "quantized"), ("float", "quantized")]
+    table, _ = compare(data, pairs, IndexSettings(), FARS, 5)
+    idf = {"protocol": {"description": "hand-made", "seed": 0, "enrolled_people": 4, "distractors": 0,
+                        "gallery_size": 4, "known_probes": 4, "unknown_probes": len(data.unknown),
+                        "excluded_people": 0, "fars": FARS},
+           "index": {"kind": "flat", "metric": "cosine"}, "settings": table, "leakage": None, "rank1_drop": 0.0,
+           "cross_enrolment_drop": 0.0, "flipped_probes": {},
+           "gallery_size_curve": gallery_size_curve(data, pairs, 4, IndexSettings(), FARS, 5)}
+    plots = identification_plots({"identification": idf})
+    html = TEMPLATES.get_template("identification.html").render(
+        m={"identification": idf}, id_plots={k: "data:," for k in plots}, thumbs={}, fmt=format_number)
+    assert set(plots) == {"cmc", "dir_far", "gallery_size"} and all(png[:4] == b"\x89PNG" for png in plots.values())
+    assert ("DIR @ FAR 0.01" in html) == unknown and ("open-set figures (DIR@FAR) are not measured" in html) != unknown
+    assert (evaluate_gates(Gates(min_dir_at_far=0.5), {"identification": idf})[0].passed) == unknown

@@ -71,11 +71,12 @@ def figures(data: Embedded, found: Search, fars: list[float], max_rank: int) -> 
     keep = np.unique(np.linspace(0, len(far) - 1, min(len(far), CURVE_POINTS)).astype(int)) if len(far) else []
     return {"rank1": rank_k(ranks, 1), "rank5": rank_k(ranks, 5),
             "cmc": [float(v) for v in cmc(ranks, max_rank)],
-            "dir_at_far": [dir_at_far(genuine, ranks, impostor, f) for f in fars],
+            # open set only with unknown probes (a fallback folder of a few people may have none)
+            "dir_at_far": [dir_at_far(genuine, ranks, impostor, f) for f in fars] if len(impostor) else [],
             "dir_far_curve": {"far": [float(far[i]) for i in keep], "dir": [float(rate[i]) for i in keep]}}
 
 
-def answers(found: Search, threshold: float) -> np.ndarray:
+def answers(found: Search, threshold: float) -> np.ndarray:  # -inf: no open set, every probe gets an identity
     """What the system says for each probe: the top entry's identity, or NOBODY at or below the threshold."""
     return np.where(found.scores[:, 0] > threshold, found.labels[:, 0], NOBODY)
 
@@ -108,7 +109,7 @@ def compare(data: Embedded, pairs: list[tuple[str, str]], settings: IndexSetting
         row = table[name]
         row["at_float_threshold"] = [at_threshold(data, result, t) for t in shipped]
         row["threshold_shift"] = [own["threshold"] - t for own, t in zip(row["dir_at_far"], shipped)]
-        moved = changed(reference, result, shipped[0])
+        moved = changed(reference, result, shipped[0] if shipped else -np.inf)
         row["top1_changed"], row["answer_changed"] = len(moved["top1"]), len(moved["answer"])
         if settings.kind != "flat":
             g, p = name.split("/")
@@ -130,6 +131,7 @@ def gallery_size_curve(data: Embedded, pairs: list[tuple[str, str]], enrolled: i
         point: dict[str, Any] = {"distractors": extra, "gallery": len(rows)}
         for g, p in pairs:
             result = figures(data, run_search(data, g, p, settings, max_rank, rows), fars, max_rank)
-            point[setting_name(g, p)] = {"rank1": result["rank1"], "dir": result["dir_at_far"][0]["dir"]}
+            point[setting_name(g, p)] = {"rank1": result["rank1"],
+                                         "dir": result["dir_at_far"][0]["dir"] if result["dir_at_far"] else None}
         curve.append(point)
     return curve

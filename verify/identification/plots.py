@@ -3,6 +3,7 @@ CMC and DIR-vs-FAR of every setting on one plot each, and rank-1 / DIR against g
 from __future__ import annotations
 
 import io
+import math
 from typing import Any
 
 import matplotlib
@@ -61,7 +62,8 @@ def gallery_size_png(identification: dict[str, Any]) -> bytes:
     for ax, key, label in ((axes[0], "rank1", "rank-1"),
                            (axes[1], "dir", f"DIR @ FAR {identification['protocol']['fars'][0]:g}")):
         for name in identification["settings"]:
-            ax.plot(sizes, [p[name][key] for p in curve], marker="o", **_style(name))
+            ax.plot(sizes, [math.nan if p[name][key] is None else p[name][key] for p in curve], marker="o",
+                    **_style(name))
         ax.set_xlabel("gallery size (enrolled people + distractors)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

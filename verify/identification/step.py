@@ -99,6 +99,9 @@ def identification(state: RunState, caches: dict[str, VectorCache], face_pass: F
     images = sorted({p.first for p in pair_set.pairs} | {p.second for p in pair_set.pairs})
     excluded = calibration_people(state.artifacts.calibration, root)
     split = build_split(images, cfg.seed, frozenset(excluded))
+    if not split.gallery or not split.known_probes:
+        return {"skipped": f"no person with two or more images among the {len(images)} evaluated ones",
+                "protocol": split.counts()}
     distractors = choose_distractors(root, images, excluded, cfg.distractors, cfg.seed)
     used = [*split.gallery, *distractors, *split.known_probes, *split.unknown_probes]
     sha = image_hashes(used)
@@ -106,7 +109,8 @@ def identification(state: RunState, caches: dict[str, VectorCache], face_pass: F
     data, paths = embedded(split, distractors, caches, sha)
     settings = index_settings(cfg)
     table, found = compare(data, pairs, settings, cfg.fars, cfg.max_rank)
-    threshold = table[REFERENCE]["dir_at_far"][0]["threshold"]
+    shipped = table[REFERENCE]["dir_at_far"]
+    threshold = shipped[0]["threshold"] if shipped else -np.inf
     result: dict[str, Any] = {
         "protocol": {"description": DESCRIPTION.format(folds="View 2 folds " + ", ".join(
             str(f + 1) for f in pair_set.folds_used)), "dataset": dataset_name, "seed": cfg.seed,
@@ -131,10 +135,12 @@ def step(state: RunState) -> None:
     face_pass = state.face_pass
     assert face_pass is not None  # the face verification step ran first
     result = identification(state, face_pass.embeddings, face_pass, SETTINGS)
+    state.metrics["identification"] = result
+    if "skipped" in result:
+        return
     table = result["settings"]
     result["rank1_drop"] = table[REFERENCE]["rank1"] - table[setting_name("quantized", "quantized")]["rank1"]
     result["cross_enrolment_drop"] = table[REFERENCE]["rank1"] - table[setting_name("float", "quantized")]["rank1"]
-    state.metrics["identification"] = result
 
 
 # the proposed fix beside the plain build: its own figure, a float-enrolled database and a database
@@ -144,7 +150,8 @@ BUILD_SETTINGS = [("float", "float"), ("fix", "fix"), ("float", "fix"), ("quanti
 
 def proposed_fix(state: RunState) -> list[str]:
     fix = state.metrics.get("sensitivity", {}).get("fix", {})
-    return list(fix.get("float_layers", [])) if "whole_set" in fix else []
+    measured = "settings" in state.metrics.get("identification", {})
+    return list(fix.get("float_layers", [])) if "whole_set" in fix and measured else []
 
 
 def builds_step(state: RunState) -> None:
@@ -158,6 +165,7 @@ def builds_step(state: RunState) -> None:
     caches = {"float": face_pass.embeddings["float"], "quantized": face_pass.embeddings["quantized"],
               "fix": fix_pass.embeddings["quantized"]}
     result = identification(state, caches, fix_pass, BUILD_SETTINGS, thumbnails=False)
+    assert "settings" in result  # the same split measured the plain build
     state.metrics["identification"].setdefault("builds", {})["fix"] = {
         "title": f"{state.recipe.quantization.dtype} vs the proposed fix ({len(layers)} layer(s) in float16)",
         "note": "quantized/fix: a gallery enrolled with the plain build (an older .rknn) searched by the fix build.",
