@@ -206,3 +206,15 @@ def test_report_section_renders_with_and_without_unknown_probes(unknown: bool) -
     assert set(plots) == {"cmc", "dir_far", "gallery_size"} and all(png[:4] == b"\x89PNG" for png in plots.values())
     assert ("DIR @ FAR 0.01" in html) == unknown and ("open-set figures (DIR@FAR) are not measured" in html) != unknown
     assert (evaluate_gates(Gates(min_dir_at_far=0.5), {"identification": idf})[0].passed) == unknown
+
+
+def test_identification_settings_and_gates_are_checked_before_any_work() -> None:
+    from convert.errors import RkverifyError
+    from convert.recipe import load_recipe
+
+    loaded = load_recipe("arcface-mobilefacenet")  # shipped recipes get the defaults without a block
+    assert loaded.recipe.evaluate.identification.index == "flat" and loaded.recipe.evaluate.identification.enabled
+    with pytest.raises(RkverifyError, match="'flat', 'ivf' or 'hnsw'"):
+        load_recipe("arcface-mobilefacenet", {"evaluate.identification.index": "annoy"})
+    with pytest.raises(RkverifyError, match="task: recognition"):
+        load_recipe("retinaface", {"gates.min_rank1": 0.9})
