@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 STYLE = {"float/float": ("#2ca02c", "-", 1.8), "quantized/quantized": ("#d62728", "--", 1.3),
          "float/quantized": ("#1f77b4", ":", 1.6)}
@@ -33,6 +34,7 @@ def cmc_png(identification: dict[str, Any]) -> bytes:
     for name, row in identification["settings"].items():
         ax.plot(range(1, len(row["cmc"]) + 1), row["cmc"], marker=".", **_style(name))
     ax.set_xlabel("rank")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("identification rate (closed set)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
