@@ -240,6 +240,24 @@ class Verification(Strict):
             raise ValueError("align|align: box_crop crops the detector's box: it needs faces: align (a detector)")
         return self
 
+class Identification(Strict):
+    """1:N face search on the faces the verification pass embeds (verify/face/identification/)."""
+
+    enabled: bool = Field(True, description="measure identification (rank-1, CMC, DIR@FAR) for recognition recipes")
+    seed: int = Field(0, description="seed of the gallery/probe split and of the distractors' order")
+    index: Literal["flat", "ivf", "hnsw"] = Field("flat", description="Faiss index the gallery lives in: 'flat' is "
+                                                  "exact inner-product search; 'ivf'/'hnsw' are approximate, reported "
+                                                  "with their recall@1 against exact search")
+    nprobe: int = Field(16, ge=1, description="ivf: lists searched per probe")
+    ef_search: int = Field(128, ge=1, description="hnsw: candidate list size per probe")
+    distractors: int = Field(200, ge=0, description="LFW images of people outside the evaluated folds enrolled as "
+                             "distractors (0: off); they are embedded once (cached) and give the gallery-size curve")
+    fars: list[float] = Field([0.01, 0.001], min_length=1, description="false alarm rates for DIR@FAR (the first "
+                              "gives the shipped threshold, the flips and the min_dir_at_far gate)")
+    max_rank: int = Field(20, ge=5, description="length of the CMC curve")
+    flipped_thumbnails: int = Field(12, ge=0, description="flipped probes per setting shown with their faces")
+
+
 
 class Evaluate(Strict):
     task: str = Field(description="what the model is for, a task of verify/tasks: detection, recognition, drift (any "
@@ -249,6 +267,7 @@ class Evaluate(Strict):
     layer_analysis_images: int = Field(2, ge=0, description="inputs given to accuracy_analysis")
     detection: DetectionEval = DetectionEval()
     verification: Verification | None = None
+    identification: Identification = Identification()
 
 
 class Gates(Strict):
@@ -262,6 +281,10 @@ class Gates(Strict):
     min_embedding_cosine: float | None = None
     max_calibration_overlap: int | None = Field(None, ge=0, description="images both in the calibration set and "
                                                 "evaluated (content hash); 0 by default when evaluating on LFW")
+    min_rank1: float | None = None
+    max_rank1_drop: float | None = None
+    max_cross_enrolment_drop: float | None = None
+    min_dir_at_far: float | None = None
 
 
 class Build(Strict):

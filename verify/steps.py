@@ -92,6 +92,7 @@ STEPS: tuple[Step, ...] = (
     Step("sensitivity: {sensitivity_layers} layers in float16, one at a time{fix}",
          lambda s: bool(s.recipe.analysis.sensitivity_layers) and s.layers is not None and s.on_simulator,
          sensitivity.step, ("float", "detector")),
+    task_steps("late_steps"),
     Step("quantized on board {device}", lambda s: s.recipe.target.runtime == "board", board_run.step),
     Step("stage attribution", lambda s: len(stages.chain_of(s)) > 2, stages.step),
     Step("gates", always, gates),

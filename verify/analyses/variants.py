@@ -3,17 +3,16 @@ proposed fix) is measured: on the run's own inputs and task figures, so its figu
 the run's."""
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from core.artifacts import sha256_bytes
 from core.compare import agreement_per_input, summarise_outputs
 from core.runner import Runner
-from verify.engines.runners import SimulatorSpec, run_all
-from verify.face.recognition import Model, verification_metrics
+from verify.engines.run_models import hybrid_model
+from verify.engines.runners import run_all
+from verify.face.recognition import verification_metrics
 from verify.run_state import RunState
 from verify.tasks import task_of
 
@@ -59,16 +58,11 @@ def variant_measure(state: RunState) -> Measure:
 
 def fix_on_every_pair(state: RunState) -> WholeSet:
     """Verification of a hybrid variant on every pair, its builds and embeddings in the workers."""
-    loaded, artifacts, face_pass = state.loaded, state.artifacts, state.face_pass
+    face_pass = state.face_pass
     assert face_pass is not None
 
     def whole_set(float_layers: list[str]) -> dict[str, Any]:
-        recipe = loaded.recipe
-        quantization = recipe.quantization.model_copy(
-            update={"hybrid": recipe.quantization.hybrid.model_copy(update={"float_layers": float_layers})})
-        variant = loaded.model_copy(update={"recipe": recipe.model_copy(update={"quantization": quantization})})
-        key = sha256_bytes(json.dumps([face_pass.recognizers["quantized"].key, sorted(float_layers)]).encode())
-        model = Model(key, SimulatorSpec(variant, artifacts.onnx, artifacts.calibration_list))
+        variant, model = hybrid_model(state, float_layers)
         with tempfile.TemporaryDirectory(prefix="rkverify-fix-") as scratch:
             figures, _ = verification_metrics(variant, face_pass.with_quantized(model), Path(scratch))
         return {k: figures[k] for k in ("quantized", "accuracy_drop", "quantized_accuracy_at_float_threshold",

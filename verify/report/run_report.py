@@ -20,6 +20,7 @@ import pandas as pd  # noqa: E402
 from core.artifacts import write_bytes_atomic  # noqa: E402
 from core.pixels import read_bgr  # noqa: E402
 from verify.face.recognition import PAIRS_CSV  # noqa: E402
+from verify.report.identification_plots import identification_plots  # noqa: E402
 from verify.report.netron_view import view_command  # noqa: E402
 from verify.samples import few_lines  # noqa: E402
 
@@ -147,6 +148,7 @@ def render_report(run_dir: Path) -> Path:
         thumbs=thumbs,
         roc=roc,
         histograms=histograms,
+        id_plots={k: _data_uri(png, "image/png") for k, png in identification_plots(metrics).items()},
         few_images=few_lines(metrics),
         view_command=view_command(metrics),
         fmt=format_number,

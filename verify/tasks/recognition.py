@@ -2,6 +2,7 @@
 float and the quantized model, verified on pairs (LFW View 2 by default)."""
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +50,24 @@ def verify_faces(state: RunState) -> None:
     state.face_pass = face_pass
 
 
+def identify(state: RunState) -> None:
+    from verify.face.identification.step import step
+
+    step(state)
+
+
+def identify_builds(state: RunState) -> None:
+    from verify.face.identification.step import builds_step
+
+    builds_step(state)
+
+
+def fix_to_identify(state: RunState) -> bool:
+    from verify.face.identification.step import proposed_fix
+
+    return bool(proposed_fix(state))
+
+
 def analysis_pairs(state: RunState) -> PairSet | None:
     """The fixed, seeded subset of pairs analyses measure variants on: they rank many variants, they
     must not each cost a whole dataset (None: no face pass)."""
@@ -91,6 +110,11 @@ def variant_basis(metrics: dict[str, Any]) -> str:
         return ""
     which = "the analysis subset" if verification["subset"] else "every pair"
     return f"{verification['pairs']} pairs ({which}, evaluate.verification.analysis_pairs)"
+
+
+def _first_dir(row: dict[str, Any]) -> float:
+    """DIR at the first FAR (NaN, a failed gate, when the run had no unknown probes to measure it on)."""
+    return row["dir_at_far"][0]["dir"] if row["dir_at_far"] else math.nan
 
 
 LEAKAGE_DATASETS = ("lfw",)  # evaluated on these, calibration leakage is gated at 0 unless the recipe says otherwise
@@ -144,7 +168,11 @@ TASK = Task(
     description="face verification on pairs, float vs quantized embeddings",
     check_recipe=check_recipe,
     input_steps=(Step("face verification, float vs quantized", always, verify_faces,
-                      ("float", "quantized", "detector")),),
+                      ("float", "quantized", "detector")),
+                 Step("face identification (1:N search), float vs quantized vs cross-enrolled",
+                      lambda s: s.recipe.evaluate.identification.enabled, identify, ("float", "quantized", "detector"))),
+    late_steps=(Step("face identification: plain build vs the proposed fix", fix_to_identify, identify_builds,
+                     ("float", "quantized", "detector")),),
     gates={"min_quantized_accuracy": ("quantized verification accuracy (k-fold mean)",
                                       lambda m: m["verification"]["quantized"]["accuracy"]["mean"]),
            "max_accuracy_drop": ("float minus quantized verification accuracy",
@@ -152,7 +180,15 @@ TASK = Task(
            "min_embedding_cosine": ("mean cosine of float vs quantized embeddings",
                                     lambda m: m["verification"]["embedding_drift"]["cosine_mean"]),
            "max_calibration_overlap": ("images both calibrated on and evaluated (content hash): leakage",
-                                       lambda m: m["verification"]["calibration_leakage"]["overlap"])},
+                                       lambda m: m["verification"]["calibration_leakage"]["overlap"]),
+           "min_rank1": ("quantized rank-1 identification (gallery and probes quantized)",
+                         lambda m: m["identification"]["settings"]["quantized/quantized"]["rank1"]),
+           "max_rank1_drop": ("float minus quantized rank-1 identification",
+                              lambda m: m["identification"]["rank1_drop"]),
+           "max_cross_enrolment_drop": ("rank-1 drop when a float-enrolled gallery is searched with the quantized "
+                                        "model", lambda m: m["identification"]["cross_enrolment_drop"]),
+           "min_dir_at_far": ("quantized open-set DIR at the first identification FAR (1%)",
+                              lambda m: _first_dir(m["identification"]["settings"]["quantized/quantized"]))},
     default_gates=default_gates,
     run_only_gates=frozenset({"max_calibration_overlap"}),
     measure_variant=measure_variant,

@@ -35,6 +35,7 @@ class Task:
     # where the run's eval inputs come from (recognition: its face pass), and the task's own figures
     input_steps: tuple[Step, ...]
     agreement_steps: tuple[Step, ...] = ()
+    late_steps: tuple[Step, ...] = ()  # after the analyses: steps that use what they found (the proposed fix)
     gates: GateReaders = field(default_factory=dict)
     # gates on unless the recipe sets them (recipe -> {gate: threshold})
     default_gates: Callable[[Recipe], dict[str, float]] = lambda recipe: {}
