@@ -216,5 +216,7 @@ def test_identification_settings_and_gates_are_checked_before_any_work() -> None
     assert loaded.recipe.evaluate.identification.index == "flat" and loaded.recipe.evaluate.identification.enabled
     with pytest.raises(RkverifyError, match="'flat', 'ivf' or 'hnsw'"):
         load_recipe("arcface-mobilefacenet", {"evaluate.identification.index": "annoy"})
+    from verify.recipes import load  # the recipe as a run reads it: its task's checks too
+
     with pytest.raises(RkverifyError, match="task: recognition"):
-        load_recipe("retinaface", {"gates.min_rank1": 0.9})
+        load("retinaface", {"gates.min_rank1": 0.9})
