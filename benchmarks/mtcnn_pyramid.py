@@ -31,7 +31,7 @@ from verify.mtcnn_recipe import load_cascade  # noqa: E402
 
 def pnet_seconds(nets, recipe, frames: list[np.ndarray]) -> float:
     """Mean simulator seconds of P-Net over all pyramid levels of one frame."""
-    levels = pyramid(*recipe.frame, cascade_config(recipe))
+    levels = pyramid(recipe.frame[0], recipe.frame[1], cascade_config(recipe))
     started = time.perf_counter()
     for frame in frames:
         for _, (h, w) in levels:

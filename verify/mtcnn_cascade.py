@@ -132,7 +132,7 @@ class Cascade:
         """P-Net over the pyramid: (N, 5) x1 y1 x2 y2 score, squared, in image pixels."""
         cfg = self.config
         found = []
-        for scale, shape in pyramid(*image.shape[:2], cfg):
+        for scale, shape in pyramid(image.shape[0], image.shape[1], cfg):
             level = cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
             reg, prob = self.pnet(shape)(_nchw(level[None]))
             ys, xs = np.nonzero(prob[0, :, :, 1] > cfg.threshold_pnet)

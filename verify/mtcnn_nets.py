@@ -11,7 +11,6 @@ P-Net meets one input shape per pyramid level and the NPU wants fixed shapes. Tw
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ def cascade_config(recipe: CascadeRecipe) -> CascadeConfig:
 
 def level_shapes(recipe: CascadeRecipe) -> list[Shape]:
     """P-Net's input (height, width) at each pyramid level of the recipe's frame."""
-    return [shape for _, shape in pyramid(*recipe.frame, cascade_config(recipe))]
+    return [shape for _, shape in pyramid(recipe.frame[0], recipe.frame[1], cascade_config(recipe))]
 
 
 def level_recipe(pnet: str, shape: Shape) -> LoadedRecipe:
@@ -152,11 +151,11 @@ def dynamic_pnet(largest: LoadedRecipe, artifacts: Artifacts, shapes: list[Shape
                      "artifact": str(rknn_path.relative_to(PROJECT_ROOT)), "sha256": sha256_file(rknn_path)}
 
 
-def build_nets(recipe: CascadeRecipe, quantize: bool = True,
-               convert_refiner: Callable[[str], tuple[LoadedRecipe, Artifacts]] | None = None) -> Nets:
+def build_nets(recipe: CascadeRecipe, quantize: bool = True) -> Nets:
     """Float and (with `quantize`) quantized nets of the cascade, P-Net as `recipe.pyramid` says.
-    `convert_refiner` converts R-Net / O-Net (default: verify.run.convert_all, which aligns their
-    calibration faces with the recipe's align_with detector)."""
+    R-Net and O-Net are converted as `rkverify.py run` converts them (verify.run.convert_all: their
+    calibration faces aligned by the align_with detector first)."""
+    from convert.pipeline import release
     from verify.run import convert_all
 
     shapes = level_shapes(recipe)
@@ -192,9 +191,8 @@ def build_nets(recipe: CascadeRecipe, quantize: bool = True,
     for role in ("rnet", "onet"):
         name = getattr(recipe.nets, role)
         if quantize:
-            loaded, artifacts, detector = (convert_refiner or convert_all)(name)
+            loaded, artifacts, detector = convert_all(name)
             if detector is not None:
-                from convert.pipeline import release
                 release(detector[1])
         else:
             loaded = load_recipe(name)

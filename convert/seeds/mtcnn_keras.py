@@ -31,15 +31,16 @@ def net_of(path: Path) -> str:
 
 def make(path: Path) -> None:
     tf = import_tensorflow()
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
     import importlib
+
     from mtcnn.utils.tensorflow import load_weights  # reads mtcnn/assets/weights/<net>.lz4
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     net = net_of(path)
     class_name, shape = NETS[net]
     tf.keras.backend.clear_session()
-    model = getattr(importlib.import_module(f"mtcnn.network.{net}"), class_name)(name=net)  # the package's own class; a fixed name keeps the graph (its sha256) the same whatever ran before
+    # the package's own class; a fixed name keeps the graph (its sha256) the same whatever ran before
+    model = getattr(importlib.import_module(f"mtcnn.network.{net}"), class_name)(name=net)
     model.build()
     model.set_weights(load_weights(f"{net}.lz4"))
     spec = tf.TensorSpec(shape, tf.float32, name="input")
