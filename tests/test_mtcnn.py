@@ -100,6 +100,28 @@ def test_float_cascade_finds_the_packages_faces(recipe, float_nets, photos) -> N
     assert faces >= len(photos)
 
 
+def test_dynamic_onnx_is_every_levels_onnx(float_nets, tmp_path) -> None:
+    """The ONNX the dynamic_input build loads (largest level, height and width made symbolic, SAME
+    pooling as auto_pad) computes what each level's own fixed-shape ONNX computes."""
+    import onnxruntime as ort
+
+    from convert.recipe import PROJECT_ROOT
+    from verify.mtcnn_nets import symbolic_hw
+
+    names = sorted((k for k in float_nets.recipes if k.startswith("pnet-")), key=lambda k: -int(k[5:].split("x")[0]))
+    folder = PROJECT_ROOT / "models"
+    largest = float_nets.recipes[names[0]].recipe.name
+    dynamic = ort.InferenceSession(str(symbolic_hw(folder / largest / f"{largest}.onnx", tmp_path / "dynamic.onnx")))
+    rng = np.random.default_rng(2)
+    for key in names:
+        name = float_nets.recipes[key].recipe.name
+        height, width = (int(v) for v in key[5:].split("x"))
+        pixels = rng.uniform(-1, 1, (1, 3, height, width)).astype(np.float32)
+        fixed = ort.InferenceSession(str(folder / name / f"{name}.onnx")).run(None, {"input:0": pixels})
+        ours = dynamic.run(None, {"input:0": pixels})
+        assert all(a.shape == b.shape and np.allclose(a, b, atol=1e-5) for a, b in zip(fixed, ours)), key
+
+
 @pytest.fixture(scope="module")
 def quantized_nets(recipe):
     from verify.mtcnn_nets import build_nets

@@ -111,6 +111,15 @@ def _figures(build: RknnBuild) -> dict[str, Any]:
 def symbolic_hw(onnx_path: Path, out_path: Path) -> Path:
     """A copy of a fully convolutional NCHW ONNX whose input and outputs take any height and width."""
     model = onnx.load(str(onnx_path))
+    for node in model.graph.node:
+        pads = next((a for a in node.attribute if a.name == "pads"), None)
+        if node.op_type == "MaxPool" and pads is not None:
+            # TensorFlow's SAME pooling pads by the input size, so tf2onnx wrote this size's pads out
+            # ([0, 0, 0, 1] at an odd width); for every size that is ONNX's SAME_UPPER
+            node.attribute.remove(pads)
+            node.attribute.append(onnx.helper.make_attribute("auto_pad", "SAME_UPPER"))
+        elif pads is not None and any(pads.ints):
+            raise ValueError(f"{onnx_path}: {node.op_type} {node.name} pads {list(pads.ints)} depend on the input size")
     dims = model.graph.input[0].type.tensor_type.shape.dim
     dims[2].dim_param, dims[3].dim_param = "height", "width"
     for output in model.graph.output:  # NHWC maps (tf2onnx keeps TensorFlow's output layout)
