@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
 from convert.artifacts import atomic_path, sha256_file
@@ -22,7 +23,7 @@ from convert.calibration import absolute_list, build_calibration_set
 from convert.pipeline import Artifacts, convert_recipe
 from convert.recipe import PROJECT_ROOT, LoadedRecipe, load_recipe
 from convert.rknn_build import RknnBuild, Toolkit, build_rknn, scratch_dir
-from verify.mtcnn_cascade import CascadeConfig, NetFn, pyramid
+from verify.mtcnn_cascade import GREY, CascadeConfig, NetFn, pyramid
 from verify.mtcnn_recipe import CascadeRecipe
 from verify.runners import OnnxRuntimeRunner, RknnRunner, Runner
 
@@ -131,8 +132,28 @@ def symbolic_hw(onnx_path: Path, out_path: Path) -> Path:
     return out_path
 
 
+def even(shape: Shape) -> Shape:
+    return shape[0] + shape[0] % 2, shape[1] + shape[1] % 2
+
+
+def padded_to_even(fn: NetFn) -> NetFn:
+    """P-Net of the dynamic build at an odd level: the level padded with grey to even sides.
+
+    rknn-toolkit2 2.5.0 builds dynamic_input shapes of odd height or width, but its simulator then
+    fails at the first one ("maxpooling1 ... Got: 95 Expected: 96"): TensorFlow's SAME pooling pads by
+    the input size and the build keeps one padding for every shape. One grey row / column keeps every
+    shape even and gives the same output size (conv 3x3 valid, then pool 2/2: ceil((n - 2) / 2) both
+    ways); only the last output row / column sees grey where TensorFlow pads with -inf."""
+    def run(pixels: np.ndarray) -> list[np.ndarray]:
+        height, width = pixels.shape[2:]
+        padded = np.pad(pixels, ((0, 0), (0, 0), (0, height % 2), (0, width % 2)), constant_values=GREY)
+        return fn(padded)
+    return run
+
+
 def dynamic_pnet(largest: LoadedRecipe, artifacts: Artifacts, shapes: list[Shape]) -> tuple[Toolkit, dict[str, Any]]:
-    """One P-Net build for every level (config dynamic_input), calibrated at the largest level."""
+    """One P-Net build for every level (config dynamic_input, odd sides made even: `padded_to_even`),
+    calibrated at the largest level."""
     recipe = largest.recipe
     out = artifacts.model_dir.parent / f"{recipe.name.rsplit('-', 1)[0]}-dynamic"
     out.mkdir(parents=True, exist_ok=True)
@@ -146,7 +167,7 @@ def dynamic_pnet(largest: LoadedRecipe, artifacts: Artifacts, shapes: list[Shape
                  lambda: toolkit.rknn.config(mean_values=[recipe.preprocess.mean], std_values=[recipe.preprocess.std],
                                              quantized_dtype=quant.dtype, quantized_algorithm=quant.algorithm,
                                              quantized_method=quant.method, target_platform=recipe.target.platform,
-                                             dynamic_input=[[[1, 3, h, w]] for h, w in shapes]))
+                                             dynamic_input=[[[1, 3, *even(shape)]] for shape in shapes]))
     toolkit.call("load_onnx", "outputs", "check the ONNX", lambda: toolkit.rknn.load_onnx(model=str(model)))
     with scratch_dir() as scratch:
         dataset = absolute_list(list_file, scratch)
@@ -195,7 +216,7 @@ def build_nets(recipe: CascadeRecipe, quantize: bool = True) -> Nets:
         quant_side.builds[Path(figures["artifact"]).name] = figures
         sim = _sim_runner(toolkit.rknn, largest.recipe.outputs, toolkit.log_file)
         quant_side.runners.append(sim)
-        quant_side.pnet = dict.fromkeys(shapes, net_fn(sim, largest.recipe.outputs))
+        quant_side.pnet = dict.fromkeys(shapes, padded_to_even(net_fn(sim, largest.recipe.outputs)))
         nets.layer_builds |= {f"pnet-{h}x{w}": toolkit.rknn for h, w in shapes}
     for role in ("rnet", "onet"):
         name = getattr(recipe.nets, role)
