@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         nets.release()
     metrics = {"recipe": str(path.relative_to(PROJECT_ROOT)), "recipe_sha256": digest, "pyramid": recipe.pyramid,
-               "frame": recipe.frame, "builds": nets.quantized.builds, "tools": tool_versions(), "measured_at": utc_now(),
+               "frame": recipe.frame, "net_recipes_sha256": {key: loaded.sha256 for key, loaded in nets.recipes.items()},
+               "builds": nets.quantized.builds, "tools": tool_versions(), "measured_at": utc_now(),
                **figures}
     write_json_atomic(run_dir / "metrics.json", metrics)
     for gate in figures["gates"]:
