@@ -7,7 +7,8 @@
   (rknn-toolkit2 accuracy_analysis on a few of those inputs).
 
     python -m verify.mtcnn_agreement [mtcnn] [--pyramid per_scale|dynamic] [--images N]
-writes reports/<cascade>/<run-id>/metrics.json and prints the gates.
+writes reports/<cascade>/<run-id>/cascade.json and prints the gates (not metrics.json: the reports index
+reads those as single-recipe runs).
 """
 from __future__ import annotations
 
@@ -199,10 +200,10 @@ def main(argv: list[str] | None = None) -> int:
                "frame": recipe.frame, "net_recipes_sha256": {key: loaded.sha256 for key, loaded in nets.recipes.items()},
                "builds": nets.quantized.builds, "tools": tool_versions(), "measured_at": utc_now(),
                **figures}
-    write_json_atomic(run_dir / "metrics.json", metrics)
+    write_json_atomic(run_dir / "cascade.json", metrics)
     for gate in figures["gates"]:
         print(f"gate {gate['gate']}: {gate['value']:.4f} ({gate['threshold']}) {'PASS' if gate['passed'] else 'FAIL'}")
-    print(f"metrics: {run_dir / 'metrics.json'}")
+    print(f"figures: {run_dir / 'cascade.json'}")
     return 0 if all(g["passed"] for g in figures["gates"]) else 1
 
 
