@@ -59,8 +59,12 @@ def convert_checked(loaded: LoadedRecipe, detector_recipe: LoadedRecipe | None, 
     detector = None
     if detector_recipe is not None:  # its quantized build only when the quantized run aligns with it too
         full_pipeline = bool(verification and verification.faces == "align" and verification.full_pipeline)
-        detector = (detector_recipe, convert_recipe(detector_recipe, models_dir, float_only=not full_pipeline,
-                                                    check_graph=task_of(detector_recipe.recipe).check_graph))
+        # the detector's folders are held while they are written, not for the whole run: recognizers
+        # that share a detector run side by side (its files are read, not written, after this)
+        shared = recipe_folders(detector_recipe, models_dir, calib_dir)
+        with folders_locked(shared), kept_unless_finished(shared):
+            detector = (detector_recipe, convert_recipe(detector_recipe, models_dir, float_only=not full_pipeline,
+                                                        check_graph=task_of(detector_recipe.recipe).check_graph))
     if loaded.recipe.quantization.calibration.align_with:
         assert detector is not None  # align_with names the detector recipe converted above
         loaded = with_aligned_calibration(loaded, detector, calib_dir)
@@ -92,7 +96,7 @@ def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Pa
     `workers` processes (default: one per core), or as that many Ray tasks with `ray_address`;
     artifacts go to `models_dir` (a sweep gives each variant its own, and its own calibration folder)."""
     loaded, detector_recipe = checked(recipe, overrides)
-    written = folders_written(loaded, detector_recipe, models_dir, calib_dir)
+    written = recipe_folders(loaded, models_dir, calib_dir)
     # two runs that would write the same files take turns; a run that does not finish keeps none of its files
     with folders_locked(written), kept_unless_finished(written):
         loaded, artifacts, detector = convert_checked(loaded, detector_recipe, models_dir, calib_dir)
@@ -109,15 +113,12 @@ def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Pa
                 release(detector[1])
 
 
-def folders_written(loaded: LoadedRecipe, detector: LoadedRecipe | None, models_dir: Path,
-                    calib_dir: Path) -> list[Path]:
-    """models/<name>/ and calib_data/<set>/ (+ the aligned faces' set) of the recipe and of its detector."""
+def recipe_folders(loaded: LoadedRecipe, models_dir: Path, calib_dir: Path) -> list[Path]:
+    """models/<name>/ and calib_data/<set>/ (+ the aligned faces' set) a recipe's conversion writes."""
     calib = loaded.recipe.quantization.calibration
     folders = [models_dir / loaded.recipe.name, calib_dir / calib.name]
     if calib.align_with:
         folders.append(calib_dir / f"{calib.name}-faces")
-    if detector is not None:
-        folders += [models_dir / detector.recipe.name, calib_dir / detector.recipe.quantization.calibration.name]
     return folders
 
 

@@ -23,6 +23,7 @@ from verify.face.recognition import PAIRS_CSV  # noqa: E402
 from verify.report.identification_plots import identification_plots  # noqa: E402
 from verify.report.netron_view import view_command  # noqa: E402
 from verify.samples import few_lines  # noqa: E402
+from verify.tasks import TASKS  # noqa: E402
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -150,6 +151,7 @@ def render_report(run_dir: Path) -> Path:
         histograms=histograms,
         id_plots={k: _data_uri(png, "image/png") for k, png in identification_plots(metrics).items()},
         few_images=few_lines(metrics),
+        task_note=TASKS[metrics["recipe_content"]["evaluate"]["task"]].report_note,
         view_command=view_command(metrics),
         fmt=format_number,
     )

@@ -11,4 +11,6 @@ TASK = Task(
     description="per-output and per-layer drift of any model",
     check_recipe=check_eval_images,
     input_steps=(Step("prepare eval images", always, eval_images),),
+    report_note="per-output and per-layer drift only. No task figures (nothing here assumes what the outputs "
+                "mean), and the preprocessing is not judged (no task metric to judge it by).",
 )

@@ -55,3 +55,4 @@ class Task:
     preprocess_margin: float = 0.0  # how far the recipe's score may trail the best alternative
     # the canonical ONNX checked against the recipe before any build (None: nothing to check)
     check_graph: Callable[[onnx.ModelProto, LoadedRecipe], None] | None = None
+    report_note: str = ""  # what the report says first about runs of this task ("": nothing)
