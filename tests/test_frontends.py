@@ -56,7 +56,8 @@ def test_op_the_npu_lacks_names_outputs(recipe_copy, capsys) -> None:
         return text.replace("task: detection", "task: drift").split("\ngates:")[0] + "\ngates: {min_output_cosine: 0.85}\n"
 
     line = run_cli(recipe_copy(whole_graph, TF_RECIPE), capsys)
-    assert "[outputs]" in line and "NonMaxSuppression" in line and "cut the graph before it" in line
+    # the fix names the cut that works: the tensors that feed the op (convert/graph_cut.py)
+    assert "[outputs]" in line and "NonMaxSuppression" in line and "end the graph before it with outputs: [" in line
 
 
 def test_pad_fusion_crash_names_the_rule_to_disable() -> None:
