@@ -1,9 +1,7 @@
 """Shared fixtures: one real conversion + verification run of the default recipe per session."""
 from __future__ import annotations
 
-import inspect
 import json
-import re
 import shutil
 from pathlib import Path
 
@@ -24,48 +22,6 @@ def ci_overrides(name: str) -> dict[str, object]:
     from core.recipe import load_recipe
 
     return CI_VERIFICATION if load_recipe(name).recipe.evaluate.verification is not None else {}
-
-
-# With pytest-xdist (--dist loadgroup), tests are grouped by the models/ folder their runs write:
-# a recipe's runs happen once, on one worker, and two workers never rebuild the same artifacts at once
-# (a recognizer whose quantized run aligns with the quantized detector writes the detector's folder).
-RUN_FIXTURES = {"retinaface_run": "retinaface", "retinaface_metrics": "retinaface"}
-
-
-def recipe_of(item: pytest.Item) -> str | None:
-    """The recipe whose run (fresh_run, the retinaface fixtures) or conversion (convert_all) a test uses."""
-    names = getattr(item, "fixturenames", ())
-    for fixture, recipe in RUN_FIXTURES.items():
-        if fixture in names:
-            return recipe
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    if "fresh_run" in names and isinstance(params.get("name"), str):
-        return params["name"]
-    source = inspect.getsource(item.obj) if hasattr(item, "obj") else ""
-    for argument in re.findall(r"(?:fresh_run|convert_all)\(([^,)]+)", source):  # a literal or a module constant
-        value = argument.strip("\"'") if argument[0] in "\"'" else getattr(item.module, argument, None)
-        if isinstance(value, str):
-            return value
-    return "fresh_run" if "fresh_run" in names else None
-
-
-def models_folder_of(recipe: str) -> str:
-    """The recipe's group: its own models/ folder, or its detector's when it writes that one too."""
-    from core.recipe import RECIPES_DIR, load_recipe
-
-    if not (RECIPES_DIR / f"{recipe}.yaml").is_file():
-        return recipe
-    verification = load_recipe(recipe).recipe.evaluate.verification
-    if verification and verification.full_pipeline and not verification.detector_input:
-        return verification.detector
-    return recipe
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        recipe = recipe_of(item)
-        if recipe:
-            item.add_marker(pytest.mark.xdist_group(models_folder_of(recipe)))
 
 
 @pytest.fixture(scope="session")
