@@ -14,41 +14,34 @@ from core.artifacts import write_json_atomic
 GB = 1024 ** 3
 
 
-def available_gb() -> float:
-    """Memory the kernel can give without swapping (MemAvailable), in GB."""
+def _proc_kb_gb(path: str, field: str) -> float | None:
+    """A "<field>: <n> kB" line of a /proc file, in GB (None when the file or the field is missing)."""
     try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
+        with open(path) as lines:
+            for line in lines:
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) * 1024 / GB
     except OSError:
         pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / GB
+    return None
+
+
+def available_gb() -> float:
+    """Memory the kernel can give without swapping (MemAvailable), in GB."""
+    found = _proc_kb_gb("/proc/meminfo", "MemAvailable")
+    return found if found is not None else os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / GB
 
 
 def rss_gb(pid: int) -> float:
     """Resident memory of a live process (0 when it is gone or unreadable)."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024 / GB
-    except OSError:
-        pass
-    return 0.0
+    return _proc_kb_gb(f"/proc/{pid}/status", "VmRSS") or 0.0
 
 
 def peak_rss_gb() -> float:
     """This process's peak resident memory so far. VmHWM first: a spawned worker's ru_maxrss starts
     at its parent's peak (fork copies it, exec keeps it), so it would report the parent's."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024 / GB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB  # Linux: kB
+    found = _proc_kb_gb("/proc/self/status", "VmHWM")
+    return found if found is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB  # kB
 
 
 def workers_that_fit(workers: int, peak_gb: float | None, free_gb: float | None = None) -> int:
