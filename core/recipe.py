@@ -260,6 +260,10 @@ class Identification(Strict):
                               "gives the shipped threshold, the flips and the min_dir_at_far gate)")
     max_rank: int = Field(20, ge=5, description="length of the CMC curve")
     flipped_thumbnails: int = Field(12, ge=0, description="flipped probes per setting shown with their faces")
+    enrolled_with: str | None = Field(None, description="an earlier run whose saved gallery (its quantized build's "
+                                      "embeddings, gallery.npz) this run's quantized model also searches, as a device "
+                                      "updated to this build searches what the old one enrolled: a run folder, its "
+                                      "run id (reports/<recipe>/), <recipe>/<run id>, or the gallery file")
 
 
 

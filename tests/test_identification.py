@@ -3,6 +3,7 @@ numpy scan, the gates, and the three galleries on LFW fold 1 through a real reco
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,10 @@ FARS = [0.01, 0.001]
 # arcface-mobilefacenet on LFW fold 1 measured float rank-1 0.952, DIR@FAR 1% 0.790; quantized and
 # cross-enrolled within 0.003 of it. The floors leave room for a changed toolkit, not for a broken search.
 RANK1_FLOOR, DIR_FLOOR, MAX_RANK1_GAP = 0.93, 0.72, 0.02
+# mxnet-mobilefacenet on LFW fold 1, its w8a8 run's gallery searched by the hybrid build's probes:
+# measured rank-1 0.9839, DIR@FAR 1% 0.9543, 12 answers changed against float/float (w8a8/w8a8 0.9758,
+# hybrid/hybrid 0.9892); the tolerance is one probe of rank-1 (1/372) and a few answers
+CROSS_BUILD = {"rank1": 0.9839, "dir": 0.9543, "answer_changed": 12}
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -220,3 +225,109 @@ def test_identification_settings_and_gates_are_checked_before_any_work() -> None
 
     with pytest.raises(RkverifyError, match="task: recognition"):
         load("retinaface", {"gates.min_rank1": 0.9})
+
+
+def saved_from(data: Embedded, folder, keys: list[str], order: list[int], model: str = "quantized") -> None:
+    """A gallery as an earlier run saves it: rows in `order` (a run's own order need not be this one's)."""
+    from verify.face.identification.enrolled import GALLERY_FILE, save_gallery
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = data.vectors[model][data.gallery][order]
+    save_gallery(folder / GALLERY_FILE, [keys[i] for i in order], {"float": rows, "quantized": rows},
+                 {"run_id": folder.name, "protocol": {"dataset": "hand-made", "seed": 0}})
+
+
+def test_an_earlier_gallery_is_read_back_in_this_runs_order(tmp_path) -> None:
+    """Saved shuffled, read back by content hash: searched by the same model, it is quantized/quantized."""
+    from verify.face.identification.enrolled import load_gallery
+    from verify.face.identification.step import with_enrolled
+
+    data, keys = hand_made(True), [f"sha-{i}" for i in range(4)]
+    saved_from(data, tmp_path / "reports" / "rec" / "run-1", keys, [2, 0, 3, 1])
+    earlier = load_gallery("run-1", tmp_path / "reports", "rec")  # a run id of reports/<recipe>/
+    table, _ = compare(with_enrolled(data, earlier, keys), [("float", "float"), ("quantized", "quantized"),
+                                                             ("enrolled", "quantized")], IndexSettings(), FARS, 5)
+    same = {k: table["enrolled/quantized"][k] for k in ("rank1", "cmc", "dir_at_far", "top1_changed")}
+    assert same == {k: table["quantized/quantized"][k] for k in same}
+
+
+def test_an_earlier_gallery_that_cannot_serve_is_refused(tmp_path) -> None:
+    """Missing run, a run that saved no gallery, another gallery's images, another embedding size:
+    one line each, naming the file, the field and the fix."""
+    from core.errors import RkverifyError
+    from verify.face.identification.enrolled import load_gallery
+    from verify.face.identification.step import with_enrolled
+
+    reports, data, keys = tmp_path / "reports", hand_made(True), [f"sha-{i}" for i in range(4)]
+    with pytest.raises(RkverifyError, match=r"enrolled_with\]: no run folder or gallery file .* Fix: give a run"):
+        load_gallery("20250101T000000Z-gone", reports, "rec")
+    (reports / "rec" / "old").mkdir(parents=True)
+    with pytest.raises(RkverifyError, match=r"old/gallery.npz \[evaluate.identification.enrolled_with\]: that run "
+                       "saved no gallery"):
+        load_gallery(str(reports / "rec" / "old"), reports, "rec")
+    saved_from(data, reports / "rec" / "other", ["sha-0", "sha-1", "sha-2", "sha-9"], [0, 1, 2, 3])
+    with pytest.raises(RkverifyError, match=r"another gallery: it enrolled 4 images, this run 4, 1 of them not in it"):
+        with_enrolled(data, load_gallery("rec/other", reports, "rec"), keys)
+    wider = Embedded({"quantized": np.pad(data.vectors["quantized"], ((0, 0), (0, 8)))}, data.labels, data.gallery,
+                     data.known, data.unknown)
+    saved_from(wider, reports / "rec" / "wide", keys, [0, 1, 2, 3])
+    with pytest.raises(RkverifyError, match="its embeddings are 16-d, this model's 8-d"):
+        with_enrolled(data, load_gallery("wide", reports, "rec"), keys)
+
+
+def cross_run(fresh_run, reports: Path, recipe: str, earlier: Path, **more: object) -> Path:
+    from tests.conftest import CI_VERIFICATION
+    from verify.run import run
+
+    fresh_run(recipe)  # its caches filled: this second run embeds nothing new
+    overrides = CI_VERIFICATION | {"evaluate.identification.enrolled_with": str(earlier)} | more
+    return run(recipe, overrides, reports_dir=reports)
+
+
+@pytest.fixture(scope="module")
+def cross_build_run(fresh_run, tmp_path_factory) -> tuple[Path, Path, Path]:
+    """mxnet-mobilefacenet's w8a8 run saves its gallery; a run of the hybrid build (its 3 head layers
+    in float16) searches it: a database enrolled by the old build, searched by the new one."""
+    plain = fresh_run("mxnet-mobilefacenet")
+    run_dir = cross_run(fresh_run, tmp_path_factory.mktemp("reports-cross"), "mxnet-mobilefacenet-hybrid", plain)
+    return run_dir, plain, fresh_run("mxnet-mobilefacenet-hybrid")
+
+
+def test_a_gallery_enrolled_by_an_older_build(cross_build_run) -> None:
+    from verify.face.identification.enrolled import GALLERY_FILE
+
+    run_dir, plain, hybrid = cross_build_run
+    metrics, before, own = (json.loads((d / "metrics.json").read_text()) for d in (run_dir, plain, hybrid))
+    idf = metrics["identification"]
+    with np.load(plain / GALLERY_FILE) as old, np.load(run_dir / GALLERY_FILE) as new:
+        provenance = json.loads(str(old["provenance"]))
+        assert old["keys"].tolist() == new["keys"].tolist() and len(old["keys"]) == idf["protocol"]["gallery_size"]
+        # one float model (the same mxnet source) enrolled both: only the quantized galleries differ
+        assert np.allclose(old["float"], new["float"], atol=1e-6)
+        assert np.sum(old["quantized"] * new["quantized"], axis=1).mean() < 0.999
+    assert provenance["run_id"] == plain.name and provenance["dtype"] == "w8a8" and provenance["float_layers"] == []
+    assert provenance["recipe_sha256"] == before["recipe_sha256"] and provenance["rknn_toolkit2"] == "2.5.0"
+    assert idf["enrolled_with"]["run_id"] == plain.name
+    assert idf["enrolled_with"]["source_sha256"] == metrics["provenance"]["source_sha256"]
+    table, mine = idf["settings"], own["identification"]["settings"]
+    assert list(table) == ["float/float", "quantized/quantized", "float/quantized", "enrolled/quantized"]
+    for name in mine:  # reading an earlier gallery changes none of this run's own figures
+        assert (table[name]["rank1"], table[name]["answer_changed"]) == (mine[name]["rank1"], mine[name]["answer_changed"])
+    cross, w8a8 = table["enrolled/quantized"], before["identification"]["settings"]["quantized/quantized"]
+    assert cross["rank1"] == pytest.approx(CROSS_BUILD["rank1"], abs=0.003)
+    assert cross["dir_at_far"][0]["dir"] == pytest.approx(CROSS_BUILD["dir"], abs=0.01)
+    assert abs(cross["answer_changed"] - CROSS_BUILD["answer_changed"]) <= 3
+    assert w8a8["rank1"] <= cross["rank1"] <= table["quantized/quantized"]["rank1"]
+    assert "enrolled/quantized" in idf["gallery_size_curve"][-1] and "enrolled/quantized" in idf["flipped_probes"]
+    assert f"{before['recipe']}/{plain.name}" in (run_dir / "report.html").read_text()
+
+
+def test_an_earlier_run_with_another_gallery_is_refused(fresh_run, tmp_path) -> None:
+    """Another seed enrols other images: refused in one line, before any figure is written."""
+    from core.errors import RkverifyError
+
+    plain = fresh_run("mxnet-mobilefacenet")
+    with pytest.raises(RkverifyError, match=rf"{plain.name}/gallery.npz \[evaluate.identification.enrolled_with\]: "
+                       r"another gallery: .* Fix: run both with the same dataset"):
+        cross_run(fresh_run, tmp_path, "mxnet-mobilefacenet-hybrid", plain, **{"evaluate.identification.seed": 1})
+    assert not any(tmp_path.rglob("metrics.json"))

@@ -45,6 +45,12 @@ class RunState:
         return self.loaded.recipe
 
     @property
+    def reports_dir(self) -> Path:
+        """The reports folder: a run's folder is <reports>/<recipe>/<run id> (while it runs, a temp
+        folder beside that)."""
+        return self.run_dir.parent.parent
+
+    @property
     def log_file(self) -> Path:
         return self.run_dir / "toolkit.log"
 

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 STYLE = {"float/float": ("#2ca02c", "-", 1.8), "quantized/quantized": ("#d62728", "--", 1.3),
-         "float/quantized": ("#1f77b4", ":", 1.6)}
+         "float/quantized": ("#1f77b4", ":", 1.6), "enrolled/quantized": ("#9467bd", "-.", 1.4)}
 
 
 def _style(name: str) -> dict[str, Any]:

@@ -39,8 +39,11 @@ def verify_faces(state: RunState) -> None:
     figures; the eval inputs of the later steps are the first aligned faces."""
     from verify.engines.cache import SHARED_CACHE_DIR
     from verify.engines.run_models import recognizer_models
+    from verify.face.identification.step import enrolled_with
     from verify.face.recognition import FacePass, verification_metrics
 
+    if state.recipe.evaluate.identification.enabled:
+        enrolled_with(state)  # an unreadable earlier gallery is refused before the face pass, not after it
     models = recognizer_models(state.loaded, state.artifacts, state.runners["float"][0], state.runners["quantized"][0])
     face_pass = FacePass(state.loaded, models, state.aligner, SHARED_CACHE_DIR, state.log_file, state.workers,
                          state.ray_address)

@@ -9,9 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from core.artifacts import utc_now
 from core.recipe import Identification
 from verify.engines.cache import VectorCache
 from verify.engines.run_models import hybrid_model
+from verify.face.identification.enrolled import ENROLLED, GALLERY_FILE, SavedGallery, aligned, load_gallery, save_gallery
 from verify.face.identification.galleries import (
     REFERENCE,
     Embedded,
@@ -56,6 +58,25 @@ def embedded(split: Split, distractors: list[Path], caches: dict[str, VectorCach
     return data, paths
 
 
+def gallery_provenance(state: RunState, protocol: dict[str, Any]) -> dict[str, Any]:
+    """What a saved gallery was enrolled with, for the run that reads it later."""
+    metrics, built = state.metrics, state.metrics["provenance"]
+    return {"run_id": metrics["run_id"], "recipe": metrics["recipe"], "recipe_sha256": metrics["recipe_sha256"],
+            "source_sha256": built.get("source_sha256"), "artifact": built.get("artifact"),
+            "artifact_sha256": built.get("artifact_sha256"), "platform": built.get("platform"),
+            "dtype": built.get("dtype"), "float_layers": built.get("float_layers", []),
+            "rknn_toolkit2": metrics["tools"].get("rknn-toolkit2"), "saved_at": utc_now(),
+            "protocol": {k: protocol[k] for k in ("dataset", "seed", "folds_used", "enrolled_people",
+                                                  "distractors", "gallery_size")}}
+
+
+def with_enrolled(data: Embedded, earlier: SavedGallery, keys: list[str]) -> Embedded:
+    """`data` plus the earlier run's quantized gallery as the gallery model ENROLLED (gallery rows
+    come first, so its rows are the gallery's)."""
+    vectors = aligned(earlier, keys, data.vectors["quantized"].shape[1])
+    return Embedded(data.vectors | {ENROLLED: vectors}, data.labels, data.gallery, data.known, data.unknown)
+
+
 def flipped_probes(data: Embedded, paths: list[Path], found: dict[str, Search], threshold: float, face_pass: FacePass,
                    sha: dict[Path, str], root: Path, run_dir: Path, limit: int) -> dict[str, list[dict[str, Any]]]:
     """Per setting, the probes whose answer (identity, or nobody at the float threshold) differs from
@@ -89,8 +110,11 @@ def flipped_probes(data: Embedded, paths: list[Path], found: dict[str, Search], 
 
 
 def identification(state: RunState, caches: dict[str, VectorCache], face_pass: FacePass,
-                   pairs: list[tuple[str, str]], thumbnails: bool = True) -> dict[str, Any]:
-    """Every figure of the identification section for `pairs` of the models in `caches`."""
+                   pairs: list[tuple[str, str]], thumbnails: bool = True, earlier: SavedGallery | None = None,
+                   gallery_file: Path | None = None) -> dict[str, Any]:
+    """Every figure of the identification section for `pairs` of the models in `caches`; with
+    `earlier`, also its gallery searched by this run's quantized model; `gallery_file`: where this
+    run's gallery is saved."""
     recipe = state.recipe
     cfg, verification = recipe.evaluate.identification, recipe.evaluate.verification
     assert verification is not None
@@ -107,6 +131,9 @@ def identification(state: RunState, caches: dict[str, VectorCache], face_pass: F
     sha = image_hashes(used)
     speed = face_pass.run([(p, sha[p]) for p in used])  # only distractors can be new
     data, paths = embedded(split, distractors, caches, sha)
+    keys = [sha[p] for p in paths[:len(data.gallery)]]
+    if earlier is not None:
+        data, pairs = with_enrolled(data, earlier, keys), [*pairs, (ENROLLED, "quantized")]
     settings = index_settings(cfg)
     table, found = compare(data, pairs, settings, cfg.fars, cfg.max_rank)
     shipped = table[REFERENCE]["dir_at_far"]
@@ -127,14 +154,27 @@ def identification(state: RunState, caches: dict[str, VectorCache], face_pass: F
         if state.artifacts.calibration else None,
         "pass": speed,
     }
+    if earlier is not None:
+        result["enrolled_with"] = {"file": str(earlier.path), **earlier.provenance}
+    if gallery_file is not None:
+        save_gallery(gallery_file, keys, {m: data.vectors[m][data.gallery] for m in ("float", "quantized")},
+                     gallery_provenance(state, result["protocol"]))
+        result["saved_gallery"] = gallery_file.name
     result["wall_seconds"] = round(time.perf_counter() - started, 3)
     return result
+
+
+def enrolled_with(state: RunState) -> SavedGallery | None:
+    """The earlier run's saved gallery named by the recipe (refused, one line, when it cannot be read)."""
+    value = state.recipe.evaluate.identification.enrolled_with
+    return load_gallery(value, state.reports_dir, state.recipe.name) if value else None
 
 
 def step(state: RunState) -> None:
     face_pass = state.face_pass
     assert face_pass is not None  # the face verification step ran first
-    result = identification(state, face_pass.embeddings, face_pass, SETTINGS)
+    result = identification(state, face_pass.embeddings, face_pass, SETTINGS, earlier=enrolled_with(state),
+                            gallery_file=state.run_dir / GALLERY_FILE)
     state.metrics["identification"] = result
     if "skipped" in result:
         return
