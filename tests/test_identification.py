@@ -109,11 +109,12 @@ def test_faiss_exact_search_matches_numpy_scan() -> None:
     assert np.allclose(scores, np.take_along_axis(scan, expected, axis=1), atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
-def test_approximate_index_recall(kind: str) -> None:
+@pytest.mark.parametrize("kind, codes", [("ivf", "Flat"), ("ivf", "SQ8"), ("hnsw", "Flat")])
+def test_approximate_index_recall(kind: str, codes: str) -> None:
     gallery, probes = random_gallery(5000), unit(random_gallery(5000)[:300] + 0.05 * random_gallery(300, seed=2))
     exact = search(build_index(gallery), probes, 1)[1]
-    approximate = search(build_index(gallery, IndexSettings(kind, nprobe=16, ef_search=128)), probes, 1)[1]
+    settings = IndexSettings(kind, nprobe=16, ef_search=128, ivf_codes=codes)
+    approximate = search(build_index(gallery, settings), probes, 1)[1]
     assert recall_at_1(approximate, exact) >= 0.95
 
 
