@@ -266,6 +266,11 @@ class Identification(Strict):
                                       "updated to this build searches what the old one enrolled: a run folder, its "
                                       "run id (reports/<recipe>/), <recipe>/<run id>, or the gallery file")
 
+    @model_validator(mode="after")
+    def _enrolled_needs_search(self) -> Identification:
+        if self.enrolled_with is not None and not self.enabled:
+            raise ValueError("enrolled_with searches an earlier gallery, which needs enabled: true (or drop enrolled_with)")
+        return self
 
 
 class Evaluate(Strict):

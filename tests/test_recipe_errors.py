@@ -129,3 +129,11 @@ def test_run_on_a_directory_says_it_is_one(capsys) -> None:
     assert rkverify.main(["run", "convert/recipes"]) == 2
     line = capsys.readouterr().err.strip()
     assert line.startswith("rkverify: error: convert/recipes: is a directory, not a recipe.") and ".yaml" in line
+
+
+def test_an_earlier_gallery_without_search_is_refused(recipe_copy, capsys) -> None:
+    path = recipe_copy(lambda t: t.replace("  task: recognition\n", "  task: recognition\n  identification:\n"
+                                           "    enabled: false\n    enrolled_with: some-run\n"),
+                       name="arcface-mobilefacenet")
+    line = run_cli(path, capsys)
+    assert "[evaluate.identification]" in line and "enabled: true" in line
