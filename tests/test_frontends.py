@@ -119,6 +119,55 @@ def test_pad_before_depthwise_builds_from_the_raw_graph_and_the_canonical_one(tm
     build_rknn(loaded, canonical, files.sha256, None, tmp_path / "canonical.rknn").rknn.release()
 
 
+def _counter_graph(numbers: tuple[int, int, int, int]) -> bytes:
+    """x -> Mul -> Add -> y as tf2onnx writes it: its constants and nodes numbered by its counter."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    one, mul, two, add = numbers
+    constants = [helper.make_tensor(f"const_fold_opt__{n}", TensorProto.FLOAT, [1], [v]) for n, v in ((two, 2.0),
+                                                                                                     (one, 1.0))]
+    nodes = [helper.make_node("Mul", ["x", f"const_fold_opt__{one}"], [f"Mul__{mul}:0"], name=f"Mul__{mul}"),
+             helper.make_node("Add", [f"Mul__{mul}:0", f"const_fold_opt__{two}"], ["y"], name=f"Add__{add}")]
+    graph = helper.make_graph(nodes, "tf2onnx", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], constants)
+    return onnx.helper.make_model(graph).SerializeToString()
+
+
+def test_generated_names_are_renumbered_in_graph_order() -> None:
+    """Two tf2onnx runs of one graph differ only in the counter values of the names tf2onnx makes
+    (measured on keras-facenet and keras-mobilefacenet): renumbered, they are the same bytes."""
+    import onnx
+
+    from convert.frontends.generated_names import renumber
+
+    a, b = (renumber(onnx.load_from_string(_counter_graph(n))) for n in ((495, 497, 12, 3), (992, 7, 40, 500)))
+    assert a.SerializeToString() == b.SerializeToString()
+    assert [n.name for n in a.graph.node] == ["Mul__2", "Add__4"]
+    assert [i.name for i in a.graph.initializer] == ["const_fold_opt__1", "const_fold_opt__3"]
+    assert [v.name for v in [*a.graph.input, *a.graph.output]] == ["x", "y"]
+
+
+def test_keras_pb_export_gives_one_cache_key(tmp_path) -> None:
+    """The float caches are keyed by the canonical ONNX's sha256: two exports of one .pb give one key.
+    tf2onnx alone gave different bytes each time (in one process its name counter runs on; across
+    processes it numbers in another order). keras-mobilefacenet, not keras-facenet: the same
+    nondeterminism, ~10 s an export instead of ~75 s at a 9 GB peak."""
+    from convert.frontends import source_to_onnx
+    from convert.onnx_prep import prepare_onnx
+    from convert.source import obtain_source
+    from core.artifacts import sha256_file
+    from core.recipe import load_recipe
+
+    loaded = load_recipe("keras-mobilefacenet")
+    files = obtain_source(loaded, tmp_path)
+    keys = []
+    for run in ("a", "b"):
+        raw, _ = source_to_onnx(loaded, files, tmp_path / f"{run}.keras-pb.onnx")
+        keys.append(sha256_file(prepare_onnx(raw, loaded, tmp_path / f"{run}.onnx")))
+    assert keys[0] == keys[1]
+
+
 def test_tflite_input_name_suggests_the_real_one(recipe_copy, capsys) -> None:
     path = recipe_copy(lambda t: t.replace("- name: input_1 ", "- name: input_1:0 "), "tflite-mobilefacenet")
     line = run_cli(path, capsys)

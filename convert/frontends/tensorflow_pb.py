@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from convert.frameworks import import_tensorflow, import_tf2onnx
+from convert.frontends.generated_names import renumber
 from convert.graph_names import GraphNames, check_names
 from core.artifacts import atomic_path
 from core.errors import RkverifyError
@@ -40,22 +42,24 @@ def check_tf_names(graph: Any, loaded: LoadedRecipe) -> None:
 
 
 def to_onnx(pb_path: Path, loaded: LoadedRecipe, out_path: Path) -> Path:
-    """tf2onnx at the recipe's fixed shape, cut at its outputs, input transposed to NCHW."""
+    """tf2onnx at the recipe's fixed shape, cut at its outputs, input transposed to NCHW, its own names
+    renumbered (the same .pb gives the same ONNX bytes: convert/frontends/generated_names.py)."""
     graph = read_graph(pb_path)
     check_tf_names(graph, loaded)
     tf2onnx = import_tf2onnx()
     recipe = loaded.recipe
     spec = recipe.input
+    try:
+        model, _ = tf2onnx.convert.from_graph_def(graph, input_names=[spec.name], output_names=recipe.outputs,
+                                                  opset=OPSET, shape_override={spec.name: spec.shape},
+                                                  inputs_as_nchw=[spec.name])
+    except Exception as exc:  # tf2onnx raises ValueError / RuntimeError naming the op it lacks
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise RkverifyError(loaded.path, "outputs", f"tf2onnx could not convert the graph: {detail}",
+                            "cut the graph before that op (outputs: an earlier tensor, e.g. before post-processing)"
+                            ) from None
     with atomic_path(out_path) as tmp:
-        try:
-            tf2onnx.convert.from_graph_def(graph, input_names=[spec.name], output_names=recipe.outputs, opset=OPSET,
-                                           shape_override={spec.name: spec.shape}, inputs_as_nchw=[spec.name],
-                                           output_path=str(tmp))
-        except Exception as exc:  # tf2onnx raises ValueError / RuntimeError naming the op it lacks
-            detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise RkverifyError(loaded.path, "outputs", f"tf2onnx could not convert the graph: {detail}",
-                                "cut the graph before that op (outputs: an earlier tensor, e.g. before post-processing)"
-                                ) from None
+        onnx.save(renumber(model), str(tmp))
     return out_path
 
 

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from convert.frameworks import import_tensorflow, import_tf2onnx
+from convert.frontends.generated_names import renumber
 from convert.graph_names import GraphNames, check_names
 from core.artifacts import atomic_path
 from core.errors import RkverifyError
@@ -65,19 +67,20 @@ def to_onnx(path: Path, loaded: LoadedRecipe, out_path: Path) -> Path:
     check_tflite_names(path, model, loaded)
     tf2onnx = import_tf2onnx()
     spec = recipe.input
+    try:
+        onnx_model, _ = tf2onnx.convert.from_tflite(str(path), input_names=[spec.name], output_names=recipe.outputs,
+                                                    opset=OPSET, inputs_as_nchw=[spec.name])
+    except Exception as exc:  # tf2onnx raises ValueError / RuntimeError naming the op it lacks
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise RkverifyError(loaded.path, "outputs", f"tf2onnx could not convert the TFLite model: {detail}",
+                            "cut the model before that op (outputs: an earlier tensor)") from None
+    extra = [i.name for i in onnx_model.graph.input if i.name != spec.name]
+    if extra:
+        raise RkverifyError(loaded.path, "outputs", f"the outputs also depend on input(s) {', '.join(extra)}",
+                            "the NPU build takes one input: cut the model at tensors that need only "
+                            f"'{spec.name}'")
     with atomic_path(out_path) as tmp:
-        try:
-            onnx_model, _ = tf2onnx.convert.from_tflite(str(path), input_names=[spec.name], output_names=recipe.outputs,
-                                                        opset=OPSET, inputs_as_nchw=[spec.name], output_path=str(tmp))
-        except Exception as exc:  # tf2onnx raises ValueError / RuntimeError naming the op it lacks
-            detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise RkverifyError(loaded.path, "outputs", f"tf2onnx could not convert the TFLite model: {detail}",
-                                "cut the model before that op (outputs: an earlier tensor)") from None
-        extra = [i.name for i in onnx_model.graph.input if i.name != spec.name]
-        if extra:
-            raise RkverifyError(loaded.path, "outputs", f"the outputs also depend on input(s) {', '.join(extra)}",
-                                "the NPU build takes one input: cut the model at tensors that need only "
-                                f"'{spec.name}'")
+        onnx.save(renumber(onnx_model), str(tmp))
     return out_path
 
 
