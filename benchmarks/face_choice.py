@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from convert.pipeline import convert_recipe  # noqa: E402
+from convert.signals import terminate_as_interrupt  # noqa: E402
 from core.artifacts import tool_versions, utc_now, write_json_atomic  # noqa: E402
 from core.pixels import read_bgr  # noqa: E402
 from core.recipe import PROJECT_ROOT  # noqa: E402
@@ -35,6 +36,7 @@ CHOICES: tuple[FaceChoice, ...] = ("central", "largest", "score")
 
 
 def main() -> int:
+    terminate_as_interrupt()  # SIGTERM (timeout, CI) stops the workers and cleans up, as Ctrl-C does
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("recipe", nargs="?", default="arcface-mobilefacenet")
     args = parser.parse_args()

@@ -30,6 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import rkverify  # noqa: E402
+from convert.signals import terminate_as_interrupt  # noqa: E402
 from core.artifacts import tool_versions, utc_now, write_json_atomic  # noqa: E402
 from core.recipe import PROJECT_ROOT  # noqa: E402
 from verify.engines import memory  # noqa: E402
@@ -81,6 +82,7 @@ def one_run(recipe: str, workers: int, overrides: dict[str, object], cold: bool,
 
 
 def main() -> int:
+    terminate_as_interrupt()  # SIGTERM (timeout, CI) stops the workers and cleans up, as Ctrl-C does
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("recipe", nargs="?", default="arcface-mobilefacenet")
     parser.add_argument("--workers", type=int, nargs="+", default=[2])

@@ -19,6 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from convert.signals import terminate_as_interrupt  # noqa: E402
 from core.artifacts import tool_versions, utc_now, write_json_atomic  # noqa: E402
 from core.recipe import PROJECT_ROOT  # noqa: E402
 from verify.sweep import sweep  # noqa: E402
@@ -29,6 +30,7 @@ LEAN = {"analysis.sensitivity_layers": 0, "analysis.preprocess_check": False, "e
 
 
 def main() -> int:
+    terminate_as_interrupt()  # SIGTERM (timeout, CI) stops the workers and cleans up, as Ctrl-C does
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("recipe", nargs="?", default="retinaface")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
