@@ -233,6 +233,9 @@ class Verification(Strict):
                        "(with pairs.txt the folds are View 2's)")
     max_folds: int | None = Field(None, ge=1, description="evaluate only the first N complete folds (quick "
                                   "looks, CI); the report says which were left out. None: every complete fold")
+    max_pairs: int | None = Field(None, ge=20, description="evaluate a fixed, seeded subset of this many pairs "
+                                  "of those folds (CI-sized runs of costly pipelines); the report says so. None: "
+                                  "every pair")
     far: float = Field(1e-3, gt=0, lt=1, description="false accept rate for VAL@FAR")
     analysis_pairs: int = Field(600, ge=20, description="analyses (calibration resamples, hybrid candidates, fix "
                                 "steps) measure verification on this fixed, seeded subset of pairs; only the "
