@@ -209,10 +209,11 @@ class Verification(Strict):
                                   "may be left out when the model has exactly one output")
     fallback: Dataset | None = Field(None, description="used when dataset.root holds no images")
     faces: Literal["align", "center_crop"] = "align"
-    detector: str = Field("retinaface", description="recipe whose detector finds and aligns faces")
+    detector: str = Field("retinaface", description="what finds and aligns faces: a detector recipe "
+                          "(convert/recipes/<name>.yaml) or a cascade (convert/cascades/<name>.yaml: mtcnn)")
     detector_input: list[int] | None = Field(None, min_length=2, max_length=2, description="[H, W] the detector "
                                              "runs at for this recipe, e.g. smaller than its own recipe's for small "
-                                             "photos (None: the detector recipe's size)")
+                                             "photos; a cascade's frame (None: the detector recipe's size)")
     full_pipeline: bool = Field(False, description="quantized run aligns with the quantized detector")
     face_choice: Literal["central", "largest", "score"] = Field(
         "central", description="which detected face a photo is labelled with: LFW labels the face nearest the "

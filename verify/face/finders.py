@@ -14,10 +14,10 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from convert.preflight import check_paths
-from core.artifacts import sha256_bytes
+from core.artifacts import sha256_bytes, sha256_file
 from core.errors import RkverifyError
 from core.recipe import RECIPES_DIR, LoadedRecipe, load_recipe
 from verify.face.mtcnn_recipe import CASCADES_DIR, CascadeRecipe, load_cascade
@@ -72,16 +72,19 @@ class CascadeFinder:
     """A cascade's nets built in this process; rows come from MtcnnDetector, float or quantized."""
 
     def __init__(self, cascade: Cascade, nets: Nets, quantized: bool) -> None:
+        from convert.build import RknnBuild
+        from verify.engines.runners import OnnxRuntimeRunner
+
+        self.float_onnx = sorted(sha256_file(r.onnx_path) for r in nets.float.runners if isinstance(r, OnnxRuntimeRunner))
+        self.builds = sorted(build_key(b.provenance) for b in nets.live if isinstance(b, RknnBuild))
         self.cascade, self.nets, self.quantized = cascade, nets, quantized
 
     def key(self, side: str) -> str:
-        """What one side's rows depend on: the cascade recipe, its frame and thresholds, the nets'
-        recipes, and (quantized) the bytes of every build."""
-        builds = sorted(b.provenance["artifact_sha256"] for b in self.nets.live if hasattr(b, "provenance"))
-        return sha256_bytes(json.dumps([
-            "cascade", self.cascade.sha256, self.cascade.recipe.model_dump(mode="json"), side,
-            sorted(loaded.sha256 for loaded in self.nets.recipes.values()),
-            builds if side == "quantized" else []]).encode())
+        """What one side's rows depend on, by content: the cascade (frame, pyramid, thresholds), the
+        float nets' ONNX and (quantized) what every build is made from. A float-only and a
+        full-pipeline run share the float rows."""
+        return sha256_bytes(json.dumps(["cascade", self.cascade.recipe.model_dump(mode="json"), self.float_onnx,
+                                        self.builds if side == "quantized" else []]).encode())
 
     def detector(self, log_file: Path) -> Detector:
         """The face pass's Detector: rows made in this process (`log_file`: the nets log where they were built)."""
@@ -97,6 +100,17 @@ class CascadeFinder:
 
 
 FaceFinder = RecipeFinder | CascadeFinder
+
+
+def build_key(provenance: dict[str, Any]) -> str:
+    """What a build's outputs depend on (as convert.pipeline's quant_key): its ONNX, settings,
+    calibration content and toolkit version (the .rknn bytes themselves are not reproducible)."""
+    from convert.calibration import calibration_manifest
+
+    listed = provenance["calibration_list"]
+    calibration = calibration_manifest(Path(listed))["key"] if listed else None
+    return json.dumps([provenance[k] for k in ("onnx_sha256", "dtype", "algorithm", "method", "float_layers",
+                                               "platform")] + [calibration, provenance["tools"]["rknn-toolkit2"]])
 
 
 def plan(name: str, recognizer: LoadedRecipe) -> Plan:
