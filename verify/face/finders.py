@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convert.preflight import check_paths
-from core.artifacts import sha256_bytes, sha256_file
+from core.artifacts import sha256_bytes
 from core.errors import RkverifyError
 from core.recipe import RECIPES_DIR, LoadedRecipe, load_recipe
 from verify.face.mtcnn_recipe import CASCADES_DIR, CascadeRecipe, load_cascade
@@ -73,17 +73,20 @@ class CascadeFinder:
 
     def __init__(self, cascade: Cascade, nets: Nets, quantized: bool) -> None:
         from convert.build import RknnBuild
-        from verify.engines.runners import OnnxRuntimeRunner
 
-        self.float_onnx = sorted(sha256_file(r.onnx_path) for r in nets.float.runners if isinstance(r, OnnxRuntimeRunner))
+        # tf2onnx names the nodes it makes with a per-process counter: the ONNX bytes change with what the process
+        # converted before, their maths does not. So the nets are keyed by what their ONNX is made from.
+        self.nets_made_from = sorted(json.dumps([r.recipe.source.sha256, r.recipe.model_input.model_dump(mode="json"),
+                                                 r.recipe.preprocess.model_dump(mode="json"), r.recipe.outputs])
+                                     for r in nets.recipes.values())
         self.builds = sorted(build_key(b.provenance) for b in nets.live if isinstance(b, RknnBuild))
         self.cascade, self.nets, self.quantized = cascade, nets, quantized
 
     def key(self, side: str) -> str:
-        """What one side's rows depend on, by content: the cascade (frame, pyramid, thresholds), the
-        float nets' ONNX and (quantized) what every build is made from. A float-only and a
-        full-pipeline run share the float rows."""
-        return sha256_bytes(json.dumps(["cascade", self.cascade.recipe.model_dump(mode="json"), self.float_onnx,
+        """What one side's rows depend on, by content: the cascade (frame, pyramid, thresholds), what the
+        nets are made from (source bytes, input, preprocessing) and (quantized) what every build is made
+        from. A float-only and a full-pipeline run share the float rows."""
+        return sha256_bytes(json.dumps(["cascade", self.cascade.recipe.model_dump(mode="json"), self.nets_made_from,
                                         self.builds if side == "quantized" else []]).encode())
 
     def detector(self, log_file: Path) -> Detector:
@@ -103,13 +106,13 @@ FaceFinder = RecipeFinder | CascadeFinder
 
 
 def build_key(provenance: dict[str, Any]) -> str:
-    """What a build's outputs depend on (as convert.pipeline's quant_key): its ONNX, settings,
-    calibration content and toolkit version (the .rknn bytes themselves are not reproducible)."""
+    """What a build's outputs depend on (as convert.pipeline's quant_key): its source, settings,
+    calibration content and toolkit version (the .rknn bytes are not reproducible, nor tf2onnx's)."""
     from convert.calibration import calibration_manifest
 
     listed = provenance["calibration_list"]
     calibration = calibration_manifest(Path(listed))["key"] if listed else None
-    return json.dumps([provenance[k] for k in ("onnx_sha256", "dtype", "algorithm", "method", "float_layers",
+    return json.dumps([provenance[k] for k in ("source_sha256", "dtype", "algorithm", "method", "float_layers",
                                                "platform")] + [calibration, provenance["tools"]["rknn-toolkit2"]])
 
 
