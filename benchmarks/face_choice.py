@@ -26,9 +26,9 @@ from verify.engines.cache import SHARED_CACHE_DIR, VectorCache  # noqa: E402
 from verify.engines.runners import OnnxSpec  # noqa: E402
 from verify.face.face_pass import FaceSettings, PassJob, run_job  # noqa: E402
 from verify.face.faces import FaceChoice, choose  # noqa: E402
-from verify.face.finders import RecipeFinder  # noqa: E402
 from verify.face.recognition import choose_pairs, image_hashes, protocol_folds  # noqa: E402
 from verify.face.verification_metrics import squared_distance, verification_report  # noqa: E402
+from verify.finders import RecipeFinder  # noqa: E402
 from verify.recipes import load  # noqa: E402
 
 CHOICES: tuple[FaceChoice, ...] = ("central", "largest", "score")

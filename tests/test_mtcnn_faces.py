@@ -45,9 +45,9 @@ def test_face_pass_rows_are_the_packages_mtcnn_faces(tmp_path: Path) -> None:
 
     from verify.engines.cache import VectorCache
     from verify.face.faces import chosen_row, face_crop
-    from verify.face.finders import CascadeFinder, plan
     from verify.face.mtcnn_nets import build_nets
     from verify.face.recognition import detect_here, face_settings
+    from verify.finders import CascadeFinder, plan
 
     cascade = plan("mtcnn", load(PIPELINE))
     assert not isinstance(cascade, type(load(PIPELINE))) and cascade.recipe.frame == [250, 250]

@@ -22,7 +22,7 @@ from verify.run_state import RunState
 from verify.steps import run_steps
 
 if TYPE_CHECKING:
-    from verify.face.finders import FaceFinder
+    from verify.finders import FaceFinder
 
 REGRESSION_TOLERANCE = 0.005  # a cosine drop larger than this against the previous run is flagged
 
@@ -36,7 +36,7 @@ def run_id(loaded: LoadedRecipe) -> str:
 def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Path,
                      finder: FaceFinder | None = None, workers: int = 1,
                      ray_address: str | None = None) -> Path:
-    """Measure one recipe's artifacts; `finder` (verify.face.finders) aligns faces for recognizers;
+    """Measure one recipe's artifacts; `finder` (verify.finders) aligns faces for recognizers;
     dataset-sized work runs on `workers` processes (or as that many Ray tasks)."""
     recipe = loaded.recipe
     started = time.perf_counter()

@@ -15,13 +15,13 @@ from verify.tasks import task_of
 
 if TYPE_CHECKING:  # onnx/onnxsim and friends load only when a run starts
     from convert.pipeline import Artifacts
-    from verify.face.finders import FaceFinder, Plan
+    from verify.finders import FaceFinder, Plan
 
 
 def checked(recipe: str | LoadedRecipe, overrides: dict[str, object] | None = None
             ) -> tuple[LoadedRecipe, Plan | None]:
     """The recipe and the detector it aligns faces with (as the recognizer's device runs it: a detector
-    recipe or a cascade, verify.face.finders), their paths checked: bad input answers before any lock is
+    recipe or a cascade, verify.finders), their paths checked: bad input answers before any lock is
     waited for or anything is built."""
     loaded = recipe if isinstance(recipe, LoadedRecipe) else load(recipe, overrides)
     check_paths(loaded)
@@ -30,7 +30,7 @@ def checked(recipe: str | LoadedRecipe, overrides: dict[str, object] | None = No
     detector_name = verification.detector if verification and verification.faces == "align" else align_with
     if not detector_name:
         return loaded, None
-    from verify.face.finders import plan
+    from verify.finders import plan
 
     return loaded, plan(detector_name, loaded)
 
@@ -50,7 +50,7 @@ def convert_checked(loaded: LoadedRecipe, detector_plan: Plan | None, models_dir
     """`convert_all` of recipes already loaded and checked. The detector is built in this process
     too: the simulator only runs in-process builds."""
     from convert.pipeline import convert_recipe  # heavy imports (onnx, the toolkit) after every check
-    from verify.face import finders
+    from verify import finders
 
     if loaded.recipe.target.runtime == "board":  # before any work: say what stops the board run
         from core.artifacts import tool_versions

@@ -61,7 +61,7 @@ RowMaker = Callable[[np.ndarray, str], np.ndarray]  # (photo BGR, side) -> (N, 1
 
 @dataclass(frozen=True)
 class Detector:
-    """What finds and aligns faces, float and quantized (verify.face.finders makes it from a name):
+    """What finds and aligns faces, float and quantized (verify.finders makes it from a name):
     a detector recipe whose models the face pass runs in any worker, or a maker of rows that runs
     only in this process (`rows_here`: MTCNN's cascade, whose rows are made before the shards)."""
 
