@@ -36,8 +36,9 @@ class PassJob:
     """Images of one shard and what to compute for each.
 
     detectors / recognizers: name -> spec ("float", "quantized", ...); `align_with` names the
-    detector side whose faces each embedding set is fed, `model_of` the recognizer that makes it; `rows` holds detections already cached (a
-    detector runs only for images missing there); `embed` the image hashes to embed per recognizer.
+    detector side whose faces each embedding set is fed, `model_of` the recognizer that makes it;
+    `rows` holds detections already cached (a detector runs only for images missing there);
+    `embed` the image hashes to embed per embedding set.
     """
 
     images: list[tuple[Path, str]]  # (path, sha256 of its bytes)
@@ -114,8 +115,9 @@ def run_job(job: PassJob, live: dict[str, Runner] | None = None) -> PassResult:
                     crops[side], _ = face_crop(bgr, rows.get(side), job.settings.choice, size,
                                                job.settings.crop_fraction, job.settings.fit, job.settings.box)
                 pixels = prepare_array(crops[side], recipe.model_input, recipe.preprocess, path).pixels
-                vectors, seconds = embed(runner("recognizer", job.model_of.get(name, name)), pixels, recipe.embedding_output,
-                                         job.settings.flip, recipe.model_input.layout)
+                model = runner("recognizer", job.model_of.get(name, name))
+                vectors, seconds = embed(model, pixels, recipe.embedding_output, job.settings.flip,
+                                         recipe.model_input.layout)
                 result.embeddings[name][sha] = vectors
                 result.engine_seconds[f"recognizer:{name}"] += seconds
     result.peak_rss_gb = round(memory.peak_rss_gb(), 2)
