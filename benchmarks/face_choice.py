@@ -24,12 +24,12 @@ from core.artifacts import tool_versions, utc_now, write_json_atomic  # noqa: E4
 from core.pixels import read_bgr  # noqa: E402
 from core.recipe import PROJECT_ROOT  # noqa: E402
 from verify.engines.cache import SHARED_CACHE_DIR, VectorCache  # noqa: E402
-from verify.engines.run_models import detector_of  # noqa: E402
 from verify.engines.runners import OnnxSpec  # noqa: E402
 from verify.face.face_pass import FaceSettings, PassJob, run_job  # noqa: E402
 from verify.face.faces import FaceChoice, choose  # noqa: E402
 from verify.face.recognition import choose_pairs, image_hashes, protocol_folds  # noqa: E402
 from verify.face.verification_metrics import squared_distance, verification_report  # noqa: E402
+from verify.finders import RecipeFinder  # noqa: E402
 from verify.recipes import load  # noqa: E402
 
 CHOICES: tuple[FaceChoice, ...] = ("central", "largest", "score")
@@ -46,8 +46,7 @@ def main() -> int:
     assert cfg is not None and cfg.faces == "align", "a recipe that aligns faces with a detector"
     artifacts = convert_recipe(loaded, float_only=True)
     detector_loaded = load(cfg.detector)
-    detector = detector_of((detector_loaded, convert_recipe(detector_loaded, float_only=True)), Path("/dev/null"))
-    assert detector is not None
+    detector = RecipeFinder(detector_loaded, convert_recipe(detector_loaded, float_only=True)).detector(Path("/dev/null"))
     pairs, dataset, _ = choose_pairs(cfg, loaded.path)
     paths = sorted({p.first for p in pairs.pairs} | {p.second for p in pairs.pairs})
     sha = image_hashes(paths)

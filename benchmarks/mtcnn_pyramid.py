@@ -27,6 +27,7 @@ from verify.face.mtcnn_agreement import frame_of, measure  # noqa: E402
 from verify.face.mtcnn_cascade import pyramid  # noqa: E402
 from verify.face.mtcnn_nets import build_nets, cascade_config  # noqa: E402
 from verify.face.mtcnn_recipe import load_cascade  # noqa: E402
+from verify.run import convert_all  # noqa: E402
 
 
 def pnet_seconds(nets, recipe, frames: list[np.ndarray]) -> float:
@@ -48,7 +49,7 @@ def main() -> int:
     recipe, path, _ = load_cascade("mtcnn", args.pyramid)
     photos = resolve_images(recipe.evaluate.images, path, "evaluate.images")[: args.images]
     started = time.perf_counter()
-    nets = build_nets(recipe)
+    nets = build_nets(recipe, convert_all)
     setup = time.perf_counter() - started
     try:
         frames = [frame_of(read_bgr(p), recipe.frame)[0] for p in photos]

@@ -209,10 +209,11 @@ class Verification(Strict):
                                   "may be left out when the model has exactly one output")
     fallback: Dataset | None = Field(None, description="used when dataset.root holds no images")
     faces: Literal["align", "center_crop"] = "align"
-    detector: str = Field("retinaface", description="recipe whose detector finds and aligns faces")
+    detector: str = Field("retinaface", description="what finds and aligns faces: a detector recipe "
+                          "(convert/recipes/<name>.yaml) or a cascade (convert/cascades/<name>.yaml: mtcnn)")
     detector_input: list[int] | None = Field(None, min_length=2, max_length=2, description="[H, W] the detector "
                                              "runs at for this recipe, e.g. smaller than its own recipe's for small "
-                                             "photos (None: the detector recipe's size)")
+                                             "photos; a cascade's frame (None: the detector recipe's size)")
     full_pipeline: bool = Field(False, description="quantized run aligns with the quantized detector")
     face_choice: Literal["central", "largest", "score"] = Field(
         "central", description="which detected face a photo is labelled with: LFW labels the face nearest the "
@@ -233,6 +234,9 @@ class Verification(Strict):
                        "(with pairs.txt the folds are View 2's)")
     max_folds: int | None = Field(None, ge=1, description="evaluate only the first N complete folds (quick "
                                   "looks, CI); the report says which were left out. None: every complete fold")
+    max_pairs: int | None = Field(None, ge=20, description="evaluate a fixed, seeded subset of this many pairs "
+                                  "of those folds (CI-sized runs of costly pipelines); the report says so. None: "
+                                  "every pair")
     far: float = Field(1e-3, gt=0, lt=1, description="false accept rate for VAL@FAR")
     analysis_pairs: int = Field(600, ge=20, description="analyses (calibration resamples, hybrid candidates, fix "
                                 "steps) measure verification on this fixed, seeded subset of pairs; only the "

@@ -61,17 +61,18 @@ def test_face_pass_serial_two_workers_and_ray_agree(tmp_path: Path) -> None:
     import rkverify
     from convert.pipeline import release
     from tests.conftest import CI_VERIFICATION
-    from verify.engines.run_models import detector_of, recognizer_models, rknn_runner
+    from verify.engines.run_models import recognizer_models, rknn_runner
     from verify.engines.runners import OnnxRuntimeRunner, active
     from verify.face.recognition import FacePass, choose_pairs, verification_metrics
 
-    loaded, artifacts, detector = rkverify.convert_all("arcface-mobilefacenet", CI_VERIFICATION)
+    loaded, artifacts, finder = rkverify.convert_all("arcface-mobilefacenet", CI_VERIFICATION)
     recipe = loaded.recipe
     log = tmp_path / "toolkit.log"
     try:
         float_runner = OnnxRuntimeRunner(artifacts.onnx, recipe.model_input, recipe.preprocess)
         quant_runner = rknn_runner(artifacts.rknn, recipe, log)
-        aligner = detector_of(detector, log)
+        assert finder is not None
+        aligner = finder.detector(log)
         subset = pair_subset(choose_pairs(recipe.evaluate.verification, loaded.path)[0], 40)
         figures = {}
         with active(float_runner, quant_runner, aligner.float.live):
@@ -82,7 +83,8 @@ def test_face_pass_serial_two_workers_and_ray_agree(tmp_path: Path) -> None:
     finally:
         ray.shutdown()
         release(artifacts)
-        release(detector[1])
+        if finder is not None:
+            finder.release()
     assert figures[1]["pass"]["workers"] == 1 and figures[2]["pass"]["workers"] == 2 and figures["ray"]["pass"]["ray"]
     assert figures[2]["pass"]["computed_images"] == figures[1]["pass"]["computed_images"] > 40
     for other in (figures[2], figures["ray"]):

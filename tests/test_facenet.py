@@ -182,11 +182,11 @@ def test_prewhitened_facenet_end_to_end(tmp_path: Path) -> None:
     the double normalisation the schema refuses really gives near-constant embeddings."""
     from convert.pipeline import release
     from tests.conftest import CI_VERIFICATION
-    from verify.engines.run_models import detector_of, recognizer_models, rknn_runner
+    from verify.engines.run_models import recognizer_models, rknn_runner
     from verify.engines.runners import OnnxRuntimeRunner, active
     from verify.face.recognition import FacePass, choose_pairs, pair_subset, verification_metrics
 
-    loaded, artifacts, detector = rkverify.convert_all("keras-facenet", CI_VERIFICATION | PREWHITEN)
+    loaded, artifacts, finder = rkverify.convert_all("keras-facenet", CI_VERIFICATION | PREWHITEN)
     recipe = loaded.recipe
     log = tmp_path / "toolkit.log"
     try:
@@ -200,8 +200,8 @@ def test_prewhitened_facenet_end_to_end(tmp_path: Path) -> None:
 
         float_runner = OnnxRuntimeRunner(artifacts.onnx, recipe.model_input, recipe.preprocess)
         quant_runner = rknn_runner(artifacts.built, recipe, log)
-        aligner = detector_of(detector, log)
-        assert aligner is not None
+        assert finder is not None
+        aligner = finder.detector(log)
         subset = pair_subset(choose_pairs(recipe.evaluate.verification, loaded.path)[0], PREWHITEN_PAIRS)
         with active(float_runner, quant_runner, aligner.float.live):
             face_pass = FacePass(loaded, recognizer_models(loaded, artifacts, float_runner, quant_runner), aligner,
@@ -213,8 +213,8 @@ def test_prewhitened_facenet_end_to_end(tmp_path: Path) -> None:
             doubled = np.stack([fixed.infer(face.pixels)["Identity:0"].ravel() for face in faces])
     finally:
         release(artifacts)
-        if detector is not None:
-            release(detector[1])
+        if finder is not None:
+            finder.release()
     assert figures["float"]["accuracy"]["mean"] >= PREWHITEN_FIGURES["float"]
     assert figures["quantized"]["accuracy"]["mean"] >= PREWHITEN_FIGURES["quantized"]
     assert figures["embedding_drift"]["cosine_mean"] >= PREWHITEN_FIGURES["cosine"]

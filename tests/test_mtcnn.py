@@ -70,7 +70,7 @@ def test_nms_is_the_packages() -> None:
 def float_nets(recipe):
     from verify.face.mtcnn_nets import build_nets
 
-    nets = build_nets(recipe[0], quantize=False)
+    nets = build_nets(recipe[0])
     yield nets
     nets.release()
 
@@ -125,8 +125,9 @@ def test_dynamic_onnx_is_every_levels_onnx(float_nets, tmp_path) -> None:
 @pytest.fixture(scope="module")
 def quantized_nets(recipe):
     from verify.face.mtcnn_nets import build_nets
+    from verify.run import convert_all
 
-    nets = build_nets(recipe[0])
+    nets = build_nets(recipe[0], convert_all)
     yield nets
     nets.release()
 

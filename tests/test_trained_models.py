@@ -80,7 +80,7 @@ def test_mxnet_retinaface_float_vs_quantized_faces(fresh_run) -> None:
 def test_pipeline_detector_is_built_as_the_device_runs_it() -> None:
     """A recognizer's detector is rebuilt for the recognizer's platform and detector_input size,
     into its own models/ folder; a detector that already fits is used as its recipe says."""
-    from verify.run import detector_overrides
+    from verify.finders import detector_overrides
 
     pipeline, detector = load_recipe("rv1126b-mxnet-pipeline"), load_recipe("retinaface-mxnet")
     overrides = detector_overrides(pipeline, detector)

@@ -8,17 +8,21 @@ from __future__ import annotations
 import secrets
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from convert.pipeline import Artifacts
 from core.artifacts import atomic_dir, tool_versions, utc_now, write_json_atomic
 from core.recipe import LoadedRecipe
 from core.runner import Runner
-from verify.engines.run_models import detector_of, rknn_runner
+from verify.engines.run_models import rknn_runner
 from verify.engines.runners import OnnxRuntimeRunner
 from verify.history import compare_runs, runs_of
 from verify.report.run_report import draw_overlay, render_index, render_report
 from verify.run_state import RunState
 from verify.steps import run_steps
+
+if TYPE_CHECKING:
+    from verify.finders import FaceFinder
 
 REGRESSION_TOLERANCE = 0.005  # a cosine drop larger than this against the previous run is flagged
 
@@ -30,9 +34,9 @@ def run_id(loaded: LoadedRecipe) -> str:
 
 
 def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Path,
-                     detector: tuple[LoadedRecipe, Artifacts] | None = None, workers: int = 1,
+                     finder: FaceFinder | None = None, workers: int = 1,
                      ray_address: str | None = None) -> Path:
-    """Measure one recipe's artifacts; `detector` (recipe, artifacts) aligns faces for recognizers;
+    """Measure one recipe's artifacts; `finder` (verify.finders) aligns faces for recognizers;
     dataset-sized work runs on `workers` processes (or as that many Ray tasks)."""
     recipe = loaded.recipe
     started = time.perf_counter()
@@ -40,7 +44,7 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
     final = reports_dir / recipe.name / ident
     with atomic_dir(final) as run_dir:
         log_file = run_dir / "toolkit.log"
-        aligner = detector_of(detector, log_file)
+        aligner = finder.detector(log_file) if finder else None
         detector_models = (aligner.float, aligner.quantized) if aligner else ()
         runners: dict[str, list[Runner]] = {
             "float": [OnnxRuntimeRunner(artifacts.onnx, recipe.model_input, recipe.preprocess)],

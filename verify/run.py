@@ -15,12 +15,14 @@ from verify.tasks import task_of
 
 if TYPE_CHECKING:  # onnx/onnxsim and friends load only when a run starts
     from convert.pipeline import Artifacts
+    from verify.finders import FaceFinder, Plan
 
 
-def checked(recipe: str | LoadedRecipe, overrides: dict[str, object] | None = None) -> tuple[LoadedRecipe,
-                                                                                           LoadedRecipe | None]:
-    """The recipe and the detector recipe it aligns faces with (as the recognizer's device runs it),
-    their paths checked: bad input answers before any lock is waited for or anything is built."""
+def checked(recipe: str | LoadedRecipe, overrides: dict[str, object] | None = None
+            ) -> tuple[LoadedRecipe, Plan | None]:
+    """The recipe and the detector it aligns faces with (as the recognizer's device runs it: a detector
+    recipe or a cascade, verify.finders), their paths checked: bad input answers before any lock is
+    waited for or anything is built."""
     loaded = recipe if isinstance(recipe, LoadedRecipe) else load(recipe, overrides)
     check_paths(loaded)
     verification = loaded.recipe.evaluate.verification
@@ -28,27 +30,27 @@ def checked(recipe: str | LoadedRecipe, overrides: dict[str, object] | None = No
     detector_name = verification.detector if verification and verification.faces == "align" else align_with
     if not detector_name:
         return loaded, None
-    plain = load(detector_name)
-    detector = variant(plain, detector_overrides(loaded, plain))
-    check_paths(detector)
-    return loaded, detector
+    from verify.finders import plan
+
+    return loaded, plan(detector_name, loaded)
 
 
-Converted = tuple[LoadedRecipe, "Artifacts", tuple[LoadedRecipe, "Artifacts"] | None]
+Converted = tuple[LoadedRecipe, "Artifacts", "FaceFinder | None"]
 
 
 def convert_all(recipe: str, overrides: dict[str, object] | None = None, models_dir: Path = MODELS_DIR,
                 calib_dir: Path = CALIB_DIR) -> Converted:
-    """Convert a recipe, and first the detector recipe it aligns faces with (if any), into
-    `models_dir`. Returns (loaded recipe, its artifacts, (detector recipe, its artifacts) or None)."""
+    """Convert a recipe, and first the detector it aligns faces with (if any), into `models_dir`.
+    Returns (loaded recipe, its artifacts, the detector's finder or None)."""
     return convert_checked(*checked(recipe, overrides), models_dir, calib_dir)
 
 
-def convert_checked(loaded: LoadedRecipe, detector_recipe: LoadedRecipe | None, models_dir: Path,
+def convert_checked(loaded: LoadedRecipe, detector_plan: Plan | None, models_dir: Path,
                     calib_dir: Path) -> Converted:
     """`convert_all` of recipes already loaded and checked. The detector is built in this process
     too: the simulator only runs in-process builds."""
     from convert.pipeline import convert_recipe  # heavy imports (onnx, the toolkit) after every check
+    from verify import finders
 
     if loaded.recipe.target.runtime == "board":  # before any work: say what stops the board run
         from core.artifacts import tool_versions
@@ -56,37 +58,23 @@ def convert_checked(loaded: LoadedRecipe, detector_recipe: LoadedRecipe | None, 
 
         preflight(loaded.recipe.target.device_id, tool_versions()["rknn-toolkit2"])
     verification = loaded.recipe.evaluate.verification
-    detector = None
-    if detector_recipe is not None:  # its quantized build only when the quantized run aligns with it too
+    finder = None
+    if detector_plan is not None:  # its quantized build only when the quantized run aligns with it too
         full_pipeline = bool(verification and verification.faces == "align" and verification.full_pipeline)
-        # the detector's folders are held while they are written, not for the whole run: recognizers
-        # that share a detector run side by side (its files are read, not written, after this)
-        shared = recipe_folders(detector_recipe, models_dir, calib_dir)
-        with folders_locked(shared), kept_unless_finished(shared):
-            detector = (detector_recipe, convert_recipe(detector_recipe, models_dir, float_only=not full_pipeline,
-                                                        check_graph=task_of(detector_recipe.recipe).check_graph))
+
+        def convert_detector(detector: LoadedRecipe) -> Artifacts:
+            # the detector's folders are held while they are written, not for the whole run: recognizers
+            # that share a detector run side by side (its files are read, not written, after this)
+            shared = recipe_folders(detector, models_dir, calib_dir)
+            with folders_locked(shared), kept_unless_finished(shared):
+                return convert_recipe(detector, models_dir, float_only=not full_pipeline,
+                                      check_graph=task_of(detector.recipe).check_graph)
+
+        finder = finders.build(detector_plan, full_pipeline, convert_detector, convert_all)
     if loaded.recipe.quantization.calibration.align_with:
-        assert detector is not None  # align_with names the detector recipe converted above
-        loaded = with_aligned_calibration(loaded, detector, calib_dir)
-    return loaded, convert_recipe(loaded, models_dir, calib_dir, check_graph=task_of(loaded.recipe).check_graph), detector
-
-
-def detector_overrides(loaded: LoadedRecipe, detector: LoadedRecipe) -> dict[str, object]:
-    """The detector as the recognizer's device runs it: built for the same platform, at the
-    recognizer recipe's detector_input size if it gives one."""
-    overrides: dict[str, object] = {}
-    if detector.recipe.target.platform != loaded.recipe.target.platform:
-        overrides["target.platform"] = loaded.recipe.target.platform
-    verification = loaded.recipe.evaluate.verification
-    size = verification.detector_input if verification else None
-    if size and list(detector.recipe.model_input.height_width) != size:
-        spec = detector.recipe.input
-        shape = [1, spec.shape[1], *size] if spec.layout == "NCHW" else [1, *size, spec.shape[3]]
-        overrides["inputs"] = [spec.model_dump() | {"shape": shape}]
-        suffix = f"-{size[0]}x{size[1]}"  # its own models/ and calib_data/ folders
-        overrides["name"] = detector.recipe.name + suffix
-        overrides["quantization.calibration.name"] = detector.recipe.quantization.calibration.name + suffix
-    return overrides
+        assert finder is not None  # align_with names the detector converted above
+        loaded = with_aligned_calibration(loaded, finder, calib_dir)
+    return loaded, convert_recipe(loaded, models_dir, calib_dir, check_graph=task_of(loaded.recipe).check_graph), finder
 
 
 def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Path = REPORTS_DIR,
@@ -95,22 +83,22 @@ def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Pa
     """Convert and verify one recipe; return the run directory. Dataset-sized work runs on
     `workers` processes (default: one per core), or as that many Ray tasks with `ray_address`;
     artifacts go to `models_dir` (a sweep gives each variant its own, and its own calibration folder)."""
-    loaded, detector_recipe = checked(recipe, overrides)
+    loaded, detector_plan = checked(recipe, overrides)
     written = recipe_folders(loaded, models_dir, calib_dir)
     # two runs that would write the same files take turns; a run that does not finish keeps none of its files
     with folders_locked(written), kept_unless_finished(written):
-        loaded, artifacts, detector = convert_checked(loaded, detector_recipe, models_dir, calib_dir)
+        loaded, artifacts, finder = convert_checked(loaded, detector_plan, models_dir, calib_dir)
         from convert.pipeline import release
         from verify.engines.workers import default_workers
         from verify.evaluation import verify_artifacts
 
         try:
-            return verify_artifacts(loaded, artifacts, reports_dir, detector, workers or default_workers(),
+            return verify_artifacts(loaded, artifacts, reports_dir, finder, workers or default_workers(),
                                     ray_address)
         finally:
             release(artifacts)
-            if detector is not None:
-                release(detector[1])
+            if finder is not None:
+                finder.release()
 
 
 def recipe_folders(loaded: LoadedRecipe, models_dir: Path, calib_dir: Path) -> list[Path]:
@@ -122,21 +110,20 @@ def recipe_folders(loaded: LoadedRecipe, models_dir: Path, calib_dir: Path) -> l
     return folders
 
 
-def with_aligned_calibration(loaded: LoadedRecipe, detector: tuple[LoadedRecipe, Artifacts],
-                             calib_dir: Path) -> LoadedRecipe:
+def with_aligned_calibration(loaded: LoadedRecipe, finder: FaceFinder, calib_dir: Path) -> LoadedRecipe:
     """The recipe with its calibration photos replaced by their aligned faces."""
     from verify.engines.cache import SHARED_CACHE_DIR
-    from verify.engines.run_models import detector_of
     from verify.face.recognition import aligned_calibration
 
-    _, detector_artifacts = detector
-    aligner = detector_of(detector, detector_artifacts.model_dir / "align.log")
-    assert aligner is not None and aligner.float.live is not None
-    aligner.float.live.activate()
+    aligner = finder.detector(calib_dir / f"{loaded.recipe.quantization.calibration.name}-faces.log")
+    live = aligner.float.live
+    if live is not None:
+        live.activate()
     try:
         with step("align calibration faces", None):
             folder = aligned_calibration(loaded, aligner, calib_dir, SHARED_CACHE_DIR)
     finally:
-        aligner.float.live.deactivate()
+        if live is not None:
+            live.deactivate()
     images = [{"dir": str(folder), "glob": "*.png"}]
     return variant(loaded, {"quantization.calibration.images": images, "quantization.calibration.align_with": None})

@@ -10,8 +10,8 @@ from convert.pipeline import Artifacts
 from core.artifacts import sha256_bytes
 from core.recipe import FLOAT16, LoadedRecipe, Recipe
 from core.runner import Runner
-from verify.engines.runners import OnnxRuntimeRunner, OnnxSpec, RknnRunner, SimulatorSpec
-from verify.face.recognition import Detector, Model
+from verify.engines.runners import OnnxSpec, RknnRunner, SimulatorSpec
+from verify.face.recognition import Model
 
 if TYPE_CHECKING:
     from verify.run_state import RunState
@@ -33,20 +33,6 @@ def recognizer_models(loaded: LoadedRecipe, artifacts: Artifacts, float_runner: 
     """The run's float and quantized models: live in this process, and how a worker builds them."""
     return {"float": Model(artifacts.float_key, OnnxSpec(artifacts.onnx, loaded.recipe), float_runner),
             "quantized": Model(artifacts.quant_key, quantized_spec(loaded, artifacts), quant_runner)}
-
-
-def detector_of(detector: tuple[LoadedRecipe, Artifacts] | None, log_file: Path) -> Detector | None:
-    """The aligning detector's float (ONNX Runtime) and quantized (simulator) models, not yet active."""
-    if detector is None:
-        return None
-    loaded, artifacts = detector
-    recipe = loaded.recipe
-    float_runner = OnnxRuntimeRunner(artifacts.onnx, recipe.model_input, recipe.preprocess)
-    quantized = None
-    if artifacts.rknn is not None:
-        quantized = Model(artifacts.quant_key, quantized_spec(loaded, artifacts),
-                          rknn_runner(artifacts.rknn, recipe, log_file))
-    return Detector(recipe, Model(artifacts.float_key, OnnxSpec(artifacts.onnx, recipe), float_runner), quantized)
 
 
 def hybrid_model(state: RunState, float_layers: list[str]) -> tuple[LoadedRecipe, Model]:

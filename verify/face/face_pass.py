@@ -36,13 +36,14 @@ class PassJob:
     """Images of one shard and what to compute for each.
 
     detectors / recognizers: name -> spec ("float", "quantized", ...); `align_with` names the
-    detector whose faces each recognizer is fed; `rows` holds detections already cached (a
-    detector runs only for images missing there); `embed` the image hashes to embed per recognizer.
+    detector side whose faces each embedding set is fed, `model_of` the recognizer that makes it;
+    `rows` holds detections already cached (a detector runs only for images missing there);
+    `embed` the image hashes to embed per embedding set.
     """
 
     images: list[tuple[Path, str]]  # (path, sha256 of its bytes)
     recognizer: Recipe
-    detector: Recipe | None
+    detector: Recipe | None  # runs where rows are missing (None: every row is given in `rows`)
     settings: FaceSettings
     detectors: dict[str, RunnerSpec | None]  # None: only a live runner of the calling process will do
     recognizers: dict[str, RunnerSpec | None]
@@ -50,6 +51,7 @@ class PassJob:
     rows: dict[str, dict[str, np.ndarray]]
     embed: dict[str, set[str]]
     log_file: Path
+    model_of: dict[str, str] = field(default_factory=dict)  # embedding set -> its recognizer (default: the same name)
 
 
 @dataclass
@@ -91,7 +93,7 @@ def run_job(job: PassJob, live: dict[str, Runner] | None = None) -> PassResult:
 
         for path, sha in job.images:
             wanted = [name for name, hashes in job.embed.items() if sha in hashes]
-            sides = set(job.detectors) if job.detector else set()
+            sides = set(job.detectors)
             missing_rows = [s for s in sides if sha not in job.rows.get(s, {})]
             if not wanted and not missing_rows:
                 continue
@@ -113,8 +115,9 @@ def run_job(job: PassJob, live: dict[str, Runner] | None = None) -> PassResult:
                     crops[side], _ = face_crop(bgr, rows.get(side), job.settings.choice, size,
                                                job.settings.crop_fraction, job.settings.fit, job.settings.box)
                 pixels = prepare_array(crops[side], recipe.model_input, recipe.preprocess, path).pixels
-                vectors, seconds = embed(runner("recognizer", name), pixels, recipe.embedding_output,
-                                         job.settings.flip, recipe.model_input.layout)
+                model = runner("recognizer", job.model_of.get(name, name))
+                vectors, seconds = embed(model, pixels, recipe.embedding_output, job.settings.flip,
+                                         recipe.model_input.layout)
                 result.embeddings[name][sha] = vectors
                 result.engine_seconds[f"recognizer:{name}"] += seconds
     result.peak_rss_gb = round(memory.peak_rss_gb(), 2)

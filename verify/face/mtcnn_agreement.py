@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,56 +23,16 @@ import numpy as np
 from core.artifacts import tool_versions, utc_now, write_json_atomic
 from core.compare import output_agreement
 from core.pixels import read_bgr, resolve_images
-from core.recipe import InputSpec, Preprocess
 from verify.face import detection
-from verify.face.mtcnn_cascade import Cascade, CascadeConfig, Faces, NetFn
+from verify.face.mtcnn_cascade import Faces
 from verify.face.mtcnn_recipe import CascadeRecipe, load_cascade
+from verify.face.mtcnn_sides import NETS, Recorder, cascade_of, frame_of
 
-NETS = ("pnet", "rnet", "onet")
 LAYER_INPUTS = 2  # inputs per net given to accuracy_analysis
-
-
-def frame_of(bgr: np.ndarray, frame: list[int]) -> tuple[np.ndarray, float]:
-    """The photo letterboxed (top-left, grey) into the fixed frame, RGB; and frame pixels per photo pixel."""
-    from core.pixels import fit_to_input
-
-    spec = InputSpec(name="frame", shape=[1, 3, *frame], layout="NCHW")
-    pre = Preprocess(channel_order="RGB", mean=[127.5] * 3, std=[128.0] * 3, resize="letterbox")
-    return fit_to_input(bgr, spec, pre)
 
 
 def as_detections(faces: Faces) -> detection.Detections:
     return detection.Detections(faces.boxes, faces.scores, faces.landmarks)
-
-
-class Recorder:
-    """Wraps a net function and keeps the inputs it was handed (the float cascade's real inputs)."""
-
-    def __init__(self, fn: NetFn) -> None:
-        self.fn, self.inputs = fn, list[np.ndarray]()
-
-    def __call__(self, pixels: np.ndarray) -> list[np.ndarray]:
-        self.inputs.append(pixels)
-        return self.fn(pixels)
-
-
-def cascade_of(nets: Any, config: CascadeConfig, quantized: set[str], record: dict[str, Recorder] | None = None
-               ) -> Cascade:
-    """A cascade whose nets named in `quantized` run on the simulator, the others in float."""
-    side = {net: nets.quantized if net in quantized else nets.float for net in NETS}
-    pnet: Callable[[tuple[int, int]], NetFn] = side["pnet"].pnet_at
-    rnet, onet = side["rnet"].rnet, side["onet"].onet
-    if record is not None:
-        pnet_recorders: dict[tuple[int, int], Recorder] = {}
-
-        def pnet(shape: tuple[int, int], base: Callable[[tuple[int, int]], NetFn] = pnet) -> NetFn:
-            recorder = pnet_recorders.setdefault(shape, Recorder(base(shape)))
-            record.setdefault(f"pnet@{shape[0]}x{shape[1]}", recorder)
-            return recorder
-
-        rnet = record.setdefault("rnet", Recorder(rnet))
-        onet = record.setdefault("onet", Recorder(onet))
-    return Cascade(pnet, rnet, onet, config)
 
 
 def net_drift(nets: Any, recorded: dict[str, Recorder]) -> dict[str, dict[str, Any]]:
@@ -187,11 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from core.recipe import PROJECT_ROOT
     from verify.face.mtcnn_nets import build_nets
+    from verify.run import convert_all
 
     recipe, path, digest = load_cascade(args.cascade, args.pyramid)
     photos = resolve_images(recipe.evaluate.images, path, "evaluate.images")[: args.images or recipe.evaluate.count]
     run_dir = PROJECT_ROOT / "reports" / recipe.name / time.strftime("%Y%m%d-%H%M%S")
-    nets = build_nets(recipe)
+    nets = build_nets(recipe, convert_all)
     try:
         figures = measure(recipe, nets, photos, run_dir, layers=not args.no_layers)
     finally:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from verify.face.mtcnn_agreement import cascade_of, frame_of
 from verify.face.mtcnn_nets import Nets, cascade_config
 from verify.face.mtcnn_recipe import CascadeRecipe
+from verify.face.mtcnn_sides import cascade_of, frame_of
 
 SIDES = {"float": set(), "quantized": {"pnet", "rnet", "onet"}}
 

@@ -11,9 +11,10 @@ P-Net meets one input shape per pyramid level and the NPU wants fixed shapes. Tw
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnx
@@ -31,6 +32,13 @@ from verify.face.mtcnn_recipe import CascadeRecipe
 MODELS_DIR = PROJECT_ROOT / "models"
 CALIB_DIR = PROJECT_ROOT / "calib_data"
 Shape = tuple[int, int]
+
+
+class Finder(Protocol):
+    def release(self) -> None: ...
+
+
+ConvertAll = Callable[[str], tuple[LoadedRecipe, Artifacts, Finder | None]]  # verify.run.convert_all
 
 
 def cascade_config(recipe: CascadeRecipe) -> CascadeConfig:
@@ -182,13 +190,11 @@ def dynamic_pnet(largest: LoadedRecipe, artifacts: Artifacts, shapes: list[Shape
                      "artifact": str(rknn_path.relative_to(PROJECT_ROOT)), "sha256": sha256_file(rknn_path)}
 
 
-def build_nets(recipe: CascadeRecipe, quantize: bool = True) -> Nets:
-    """Float and (with `quantize`) quantized nets of the cascade, P-Net as `recipe.pyramid` says.
-    R-Net and O-Net are converted as `rkverify.py run` converts them (verify.run.convert_all: their
-    calibration faces aligned by the align_with detector first)."""
-    from convert.pipeline import release
-    from verify.run import convert_all
-
+def build_nets(recipe: CascadeRecipe, convert: ConvertAll | None = None) -> Nets:
+    """Float and (given `convert`) quantized nets of the cascade, P-Net as `recipe.pyramid` says.
+    R-Net and O-Net are converted as `rkverify.py run` converts them: `convert` is verify.run.convert_all
+    (their calibration faces aligned by the align_with detector first), handed in by the caller."""
+    quantize = convert is not None
     shapes = level_shapes(recipe)
     recipes: dict[str, LoadedRecipe] = {}
     float_side = Side(pnet={}, rnet=lambda _: [], onet=lambda _: [])
@@ -222,9 +228,10 @@ def build_nets(recipe: CascadeRecipe, quantize: bool = True) -> Nets:
     for role in ("rnet", "onet"):
         name = getattr(recipe.nets, role)
         if quantize:
-            loaded, artifacts, detector = convert_all(name)
-            if detector is not None:
-                release(detector[1])
+            assert convert is not None
+            loaded, artifacts, finder = convert(name)
+            if finder is not None:
+                finder.release()
         else:
             loaded = load_recipe(name)
             artifacts = convert_recipe(loaded, MODELS_DIR, CALIB_DIR, float_only=True)

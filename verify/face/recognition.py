@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ SOURCES = "sources.json"  # beside aligned calibration faces: the photo each fac
 WORKER_PEAKS = "worker-peak-gb.json"  # in the cache folder: measured peak memory of a face-pass worker per model
 
 PAIRS_CSV = "pairs.csv"  # one row per evaluated pair, a distance column per model (the report plots it)
+# full_pipeline's stage split: each model quantized alone, as (recognizer model, faces of the detector side)
+STAGES = {"detector_only": ("float", "quantized"), "recognizer_only": ("quantized", "float")}
 
 
 @dataclass(frozen=True)
@@ -53,13 +56,19 @@ class Model:
     live: Runner | None = None
 
 
+RowMaker = Callable[[np.ndarray, str], np.ndarray]  # (photo BGR, side) -> (N, 15) rows (verify.face.faces)
+
+
 @dataclass(frozen=True)
 class Detector:
-    """A detector recipe with its float and quantized models, used to align faces."""
+    """What finds and aligns faces, float and quantized (verify.finders makes it from a name):
+    a detector recipe whose models the face pass runs in any worker, or a maker of rows that runs
+    only in this process (`rows_here`: MTCNN's cascade, whose rows are made before the shards)."""
 
-    recipe: Recipe
+    recipe: Recipe | None  # None: rows only from `rows_here`, the models' keys are all its rows depend on
     float: Model
     quantized: Model | None  # built only when the quantized run aligns with it (full_pipeline)
+    rows_here: RowMaker | None = None
 
     def side(self, name: str) -> Model:
         model = self.float if name == "float" else self.quantized
@@ -69,9 +78,27 @@ class Detector:
     def rows_key(self, name: str) -> str:
         """What the cached detections of one side depend on: the model and how it is decoded."""
         recipe = self.recipe
+        if recipe is None:
+            return self.side(name).key
         return sha256_bytes(json.dumps([self.side(name).key, recipe.model_input.model_dump(mode="json"),
                                         recipe.preprocess.model_dump(mode="json"),
                                         recipe.evaluate.detection.model_dump(mode="json")]).encode())
+
+
+def detect_here(detector: Detector, side: str, images: list[tuple[Path, str]], cache: VectorCache) -> float:
+    """Rows of an in-process detector (`rows_here`) for the images missing in `cache`, saved;
+    returns the seconds it took. A detector the workers run is left to them (no-op)."""
+    missing = set(cache.missing([sha for _, sha in images]))
+    if detector.rows_here is None or not missing:
+        return 0.0
+    started = time.perf_counter()
+    with step(f"faces: detector ({side}) on {len(missing)} images in this process"):
+        for path, sha in images:
+            if sha in missing:
+                cache.put(sha, detector.rows_here(read_bgr(path), side))
+                missing.discard(sha)
+    cache.save()
+    return time.perf_counter() - started
 
 
 def choose_pairs(cfg: Verification, where: Path) -> tuple[PairSet, str, Path]:
@@ -90,7 +117,7 @@ def choose_pairs(cfg: Verification, where: Path) -> tuple[PairSet, str, Path]:
         if not pair_set.pairs:
             raise RkverifyError(where, "evaluate.verification.dataset", f"no complete fold in {root}",
                                 "give the folder every image its pairs file names")
-        return pair_set.first_folds(cfg.max_folds), dataset.name, root
+        return pair_subset(pair_set.first_folds(cfg.max_folds), cfg.max_pairs or len(pair_set.pairs)), dataset.name, root
     raise RkverifyError(where, "evaluate.verification.dataset.root", "no images in the dataset (or fallback) folder",
                         "put LFW (<Name>/<Name>_0001.jpg) there, or pass --set evaluate.verification.dataset.root=DIR")
 
@@ -121,7 +148,8 @@ class FacePass:
     `workers` Ray tasks when `ray_address` is given."""
 
     def __init__(self, loaded: LoadedRecipe, recognizers: dict[str, Model], detector: Detector | None,
-                 cache_dir: Path, log_file: Path, workers: int, ray_address: str | None = None) -> None:
+                 cache_dir: Path, log_file: Path, workers: int, ray_address: str | None = None,
+                 stages: bool = False) -> None:
         self.loaded, self.recognizers, self.cache_dir = loaded, recognizers, cache_dir
         self.log_file, self.workers, self.ray_address = log_file, workers, ray_address
         cfg = loaded.recipe.evaluate.verification
@@ -130,17 +158,21 @@ class FacePass:
         self.detector = detector if cfg.faces == "align" else None
         quantized_side = "quantized" if cfg.full_pipeline else "float"
         self.align_with = {name: "float" if name == "float" else quantized_side for name in recognizers}
+        self.model_of = {name: name for name in recognizers}  # embedding set -> the recognizer that makes it
+        if stages and cfg.full_pipeline and self.detector:  # the stage split: each model quantized alone
+            self.align_with |= {stage: side for stage, (_, side) in STAGES.items()}
+            self.model_of |= {stage: model for stage, (model, _) in STAGES.items()}
         sides = sorted(set(self.align_with.values())) if self.detector else []
         self.rows = {s: VectorCache(cache_dir / f"detections-{self.detector.rows_key(s)[:16]}.npz")
                      for s in sides if self.detector}
         self.embeddings = {name: VectorCache(cache_dir / f"embeddings-{self.embedding_key(name)[:16]}.npz")
-                           for name in recognizers}
+                           for name in self.model_of}
 
     def embedding_key(self, name: str) -> str:
         recipe = self.loaded.recipe
         side = self.align_with[name]
         faces = self.detector.rows_key(side) if self.detector else "centre crop"
-        return sha256_bytes(json.dumps([self.recognizers[name].key, recipe.model_input.model_dump(mode="json"),
+        return sha256_bytes(json.dumps([self.recognizers[self.model_of[name]].key, recipe.model_input.model_dump(mode="json"),
                                         recipe.preprocess.model_dump(mode="json"), recipe.embedding_output, faces,
                                         self.settings.choice, self.settings.crop_fraction,
                                         self.settings.flip, self.settings.fit]
@@ -149,6 +181,8 @@ class FacePass:
     def run(self, images: list[tuple[Path, str]]) -> dict[str, Any]:
         """Fill the caches for `images` ((path, sha256)); return what was computed and how fast."""
         hashes = [sha for _, sha in images]
+        here = {f"detector:{side}": detect_here(self.detector, side, images, cache)
+                for side, cache in self.rows.items()} if self.detector else {}
         embed = {name: set(cache.missing(hashes)) for name, cache in self.embeddings.items()}
         need_rows = {sha for cache in self.rows.values() for sha in cache.missing(hashes)}
         todo = [(p, sha) for p, sha in images if sha in need_rows or any(sha in e for e in embed.values())]
@@ -165,8 +199,8 @@ class FacePass:
             job = PassJob(images=todo, recognizer=self.loaded.recipe,
                           detector=self.detector.recipe if self.detector else None, settings=self.settings,
                           detectors={s: self.detector.side(s).spec for s in self.rows} if self.detector else {},
-                          recognizers={n: m.spec for n, m in self.recognizers.items() if embed[n]},
-                          align_with=self.align_with,
+                          recognizers={m: self.recognizers[m].spec for n, m in self.model_of.items() if embed[n]},
+                          align_with=self.align_with, model_of=self.model_of,
                           rows={s: {sha: c.entries[sha] for sha in hashes if sha in c.entries}
                                 for s, c in self.rows.items()},
                           embed=embed, log_file=self.log_file)
@@ -184,7 +218,7 @@ class FacePass:
             self.merge(results)
         else:
             results = []
-        engine: dict[str, float] = {}
+        engine = {name: seconds for name, seconds in here.items() if seconds}
         for result in results:
             for name, seconds in result.engine_seconds.items():
                 engine[name] = engine.get(name, 0.0) + seconds
@@ -264,7 +298,7 @@ def verification_metrics(loaded: LoadedRecipe, face_pass: FacePass, run_dir: Pat
                                 np.stack([emb[p.second][1] for p in pairs.pairs]))
 
     dist = {name: distances(name) for name in embeddings}
-    results = {name: verification_report(d, same, folds, cfg.far) for name, d in dist.items()}
+    results = {name: verification_report(dist[name], same, folds, cfg.far) for name in ("float", "quantized")}
     threshold = best_threshold(dist["float"], same)  # what a device ships with: tuned on float
     hashes = [sha[p] for p in paths]
     metrics: dict[str, Any] = {
@@ -279,6 +313,7 @@ def verification_metrics(loaded: LoadedRecipe, face_pass: FacePass, run_dir: Pat
         "threshold_folds": "View 2 folds" if len(np.unique([p.fold for p in pairs.pairs])) > 1
         else f"{SUBFOLDS} interleaved sub-folds of the one evaluated fold",
         "subset": pair_set is not None,
+        "max_pairs": cfg.max_pairs,
         "pairs": len(pairs.pairs),
         "images": len(paths),
         "faces": cfg.faces,
@@ -297,6 +332,8 @@ def verification_metrics(loaded: LoadedRecipe, face_pass: FacePass, run_dir: Pat
         "embedding_drift": embedding_drift(embeddings, paths, pairs),
         "pass": speed,
     }
+    if set(STAGES) <= set(dist):
+        metrics["stage_split"] = stage_split(embeddings, paths, pairs, dist, same, folds, cfg.far, threshold)
     flipped = np.flatnonzero((dist["float"] < threshold) != (dist["quantized"] < threshold))
     metrics["flipped_pairs"] = flipped_pairs(pairs, flipped, dist, face_pass, sha, root, run_dir)
     if pair_set is None:
@@ -307,6 +344,25 @@ def verification_metrics(loaded: LoadedRecipe, face_pass: FacePass, run_dir: Pat
     faces = [prepare_array(face_pass.crop(p, sha[p]), recipe.model_input, recipe.preprocess, p)
              for p in paths[:faces_for_drift]]
     return metrics, faces
+
+
+def stage_split(embeddings: dict[str, dict[Path, np.ndarray]], paths: list[Path], pairs: PairSet,
+                dist: dict[str, np.ndarray], same: np.ndarray, folds: np.ndarray, far: float, threshold: float
+                ) -> dict[str, dict[str, Any]]:
+    """Which model of the pipeline costs the accuracy: the detector quantized alone (float recognizer on
+    the quantized detector's faces), the recognizer alone (quantized recognizer on the float detector's
+    faces) and both, each against the float pipeline: accuracy, VAL@FAR, embedding cosine, flips."""
+    split = {}
+    for stage in (*STAGES, "quantized"):
+        report = verification_report(dist[stage], same, folds, far)
+        drift = embedding_drift({"float": embeddings["float"], "quantized": embeddings[stage]}, paths, pairs)
+        split["both" if stage == "quantized" else stage] = {
+            "accuracy": report["accuracy"], "val_at_far": report["val_at_far"],
+            "accuracy_drop": verification_report(dist["float"], same, folds, far)["accuracy"]["mean"]
+            - report["accuracy"]["mean"],
+            "cosine_mean": drift["cosine_mean"], "cosine_p1": drift["cosine_p1"],
+            "flips": int(np.sum((dist["float"] < threshold) != (dist[stage] < threshold)))}
+    return split
 
 
 def embedding_drift(embeddings: dict[str, dict[Path, np.ndarray]], paths: list[Path], pairs: PairSet) -> dict[str, float]:
@@ -384,6 +440,7 @@ def aligned_calibration(loaded: LoadedRecipe, detector: Detector, calib_root: Pa
     photos = resolve_images(calib.images, loaded.path, "quantization.calibration.images")[: calib.size]
     rows = VectorCache(cache_dir / f"detections-{detector.rows_key('float')[:16]}.npz")
     sha = image_hashes(photos)
+    detect_here(detector, "float", [(p, sha[p]) for p in photos], rows)
     job = PassJob(images=[(p, sha[p]) for p in photos], recognizer=recipe, detector=detector.recipe,
                   settings=FaceSettings("largest", crop_fraction, False, fit, box), detectors={"float": detector.float.spec},
                   recognizers={}, align_with={}, rows={"float": rows.entries}, embed={},

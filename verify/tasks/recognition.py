@@ -46,7 +46,7 @@ def verify_faces(state: RunState) -> None:
         enrolled_with(state)  # an unreadable earlier gallery is refused before the face pass, not after it
     models = recognizer_models(state.loaded, state.artifacts, state.runners["float"][0], state.runners["quantized"][0])
     face_pass = FacePass(state.loaded, models, state.aligner, SHARED_CACHE_DIR, state.log_file, state.workers,
-                         state.ray_address)
+                         state.ray_address, stages=True)
     state.metrics["verification"], state.images = verification_metrics(
         state.loaded, face_pass, state.run_dir, faces_for_drift=state.recipe.evaluate.count,
         calibration=state.artifacts.calibration)
