@@ -46,7 +46,7 @@ def test_float16_head_recovers_what_w8a8_loses(fresh_run) -> None:
 def float_embeddings(name: str) -> VectorCache:
     """The run's float embeddings (the shared cache), keyed by photo content: the same keys for two
     models fed the same photos."""
-    from verify.engines.cache import SHARED_CACHE_DIR
+    from core.workspace import cache_dir
     from verify.face.recognition import Detector, FacePass, Model
 
     loaded = load_recipe(name)
@@ -54,7 +54,7 @@ def float_embeddings(name: str) -> VectorCache:
     aligner = Detector(detector, Model(sha256_file(PROJECT_ROOT / "models" / detector.name / f"{detector.name}.onnx"),
                                        None), None)
     recognizer = Model(sha256_file(PROJECT_ROOT / "models" / name / f"{name}.onnx"), None)
-    return FacePass(loaded, {"float": recognizer}, aligner, SHARED_CACHE_DIR, Path(os.devnull), 1).embeddings["float"]
+    return FacePass(loaded, {"float": recognizer}, aligner, cache_dir(), Path(os.devnull), 1).embeddings["float"]
 
 
 def test_tflite_and_keras_pb_of_one_network_agree(fresh_run) -> None:

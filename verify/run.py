@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from convert.preflight import check_paths
 from convert.progress import step
 from convert.run_guard import folders_locked, kept_unless_finished
-from core.recipe import CALIB_DIR, MODELS_DIR, REPORTS_DIR, LoadedRecipe
+from core import workspace
+from core.recipe import LoadedRecipe
 from verify.recipes import load, variant
 from verify.tasks import task_of
 
@@ -37,11 +38,13 @@ def checked(recipe: str | LoadedRecipe, overrides: dict[str, object] | None = No
 Converted = tuple[LoadedRecipe, "Artifacts", tuple[LoadedRecipe, "Artifacts"] | None]
 
 
-def convert_all(recipe: str, overrides: dict[str, object] | None = None, models_dir: Path = MODELS_DIR,
-                calib_dir: Path = CALIB_DIR) -> Converted:
+def convert_all(recipe: str, overrides: dict[str, object] | None = None, models_dir: Path | None = None,
+                calib_dir: Path | None = None) -> Converted:
     """Convert a recipe, and first the detector recipe it aligns faces with (if any), into
-    `models_dir`. Returns (loaded recipe, its artifacts, (detector recipe, its artifacts) or None)."""
-    return convert_checked(*checked(recipe, overrides), models_dir, calib_dir)
+    `models_dir` (default: the workspace's). Returns (loaded recipe, its artifacts, (detector recipe, its
+    artifacts) or None)."""
+    return convert_checked(*checked(recipe, overrides), models_dir or workspace.models_dir(),
+                           calib_dir or workspace.calib_dir())
 
 
 def convert_checked(loaded: LoadedRecipe, detector_recipe: LoadedRecipe | None, models_dir: Path,
@@ -89,12 +92,16 @@ def detector_overrides(loaded: LoadedRecipe, detector: LoadedRecipe) -> dict[str
     return overrides
 
 
-def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Path = REPORTS_DIR,
-        workers: int | None = None, models_dir: Path = MODELS_DIR, calib_dir: Path = CALIB_DIR,
+def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Path | None = None,
+        workers: int | None = None, models_dir: Path | None = None, calib_dir: Path | None = None,
         ray_address: str | None = None) -> Path:
     """Convert and verify one recipe; return the run directory. Dataset-sized work runs on
     `workers` processes (default: one per core), or as that many Ray tasks with `ray_address`;
-    artifacts go to `models_dir` (a sweep gives each variant its own, and its own calibration folder)."""
+    artifacts go to `models_dir` (a sweep gives each variant its own, and its own calibration folder);
+    folders default to the workspace's (core/workspace.py)."""
+    reports_dir = reports_dir or workspace.reports_dir()
+    models_dir = models_dir or workspace.models_dir()
+    calib_dir = calib_dir or workspace.calib_dir()
     loaded, detector_recipe = checked(recipe, overrides)
     written = recipe_folders(loaded, models_dir, calib_dir)
     # two runs that would write the same files take turns; a run that does not finish keeps none of its files
@@ -125,7 +132,6 @@ def recipe_folders(loaded: LoadedRecipe, models_dir: Path, calib_dir: Path) -> l
 def with_aligned_calibration(loaded: LoadedRecipe, detector: tuple[LoadedRecipe, Artifacts],
                              calib_dir: Path) -> LoadedRecipe:
     """The recipe with its calibration photos replaced by their aligned faces."""
-    from verify.engines.cache import SHARED_CACHE_DIR
     from verify.engines.run_models import detector_of
     from verify.face.recognition import aligned_calibration
 
@@ -135,7 +141,7 @@ def with_aligned_calibration(loaded: LoadedRecipe, detector: tuple[LoadedRecipe,
     aligner.float.live.activate()
     try:
         with step("align calibration faces", None):
-            folder = aligned_calibration(loaded, aligner, calib_dir, SHARED_CACHE_DIR)
+            folder = aligned_calibration(loaded, aligner, calib_dir, workspace.cache_dir())
     finally:
         aligner.float.live.deactivate()
     images = [{"dir": str(folder), "glob": "*.png"}]

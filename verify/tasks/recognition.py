@@ -37,12 +37,12 @@ def check_recipe(recipe: Recipe) -> None:
 def verify_faces(state: RunState) -> None:
     """The face pass over every image of the evaluated pairs (in the workers), then the pairs'
     figures; the eval inputs of the later steps are the first aligned faces."""
-    from verify.engines.cache import SHARED_CACHE_DIR
+    from core.workspace import cache_dir
     from verify.engines.run_models import recognizer_models
     from verify.face.recognition import FacePass, verification_metrics
 
     models = recognizer_models(state.loaded, state.artifacts, state.runners["float"][0], state.runners["quantized"][0])
-    face_pass = FacePass(state.loaded, models, state.aligner, SHARED_CACHE_DIR, state.log_file, state.workers,
+    face_pass = FacePass(state.loaded, models, state.aligner, cache_dir(), state.log_file, state.workers,
                          state.ray_address)
     state.metrics["verification"], state.images = verification_metrics(
         state.loaded, face_pass, state.run_dir, faces_for_drift=state.recipe.evaluate.count,
