@@ -89,16 +89,12 @@ def test_toolkit_bundled_adb_is_found(tmp_path: Path, monkeypatch: pytest.Monkey
     assert found and found.endswith("platform-tools/adb/linux-x86_64/adb") and Path(found).is_file()
 
 
-def test_board_runner_without_a_board_fails_clearly(tmp_path: Path) -> None:
+def test_board_runner_without_a_board_fails_clearly(retinaface_run: Path, tmp_path: Path) -> None:
     """The real toolkit and its own adb: with no board attached, init_runtime fails with one message."""
-    from core.recipe import PROJECT_ROOT
+    from tests.conftest import workspace_of
     from verify.engines.runners import RknnRunner, board_loader
 
-    model = PROJECT_ROOT / "models" / "retinaface" / "retinaface-w8a8-rk3588.rknn"
-    if not model.is_file():
-        import rkverify
-
-        rkverify.run("retinaface", reports_dir=tmp_path / "reports")
+    model = workspace_of(retinaface_run) / "models" / "retinaface" / "retinaface-w8a8-rk3588.rknn"
     log = tmp_path / "toolkit.log"
     runner = RknnRunner(board_loader(model, log), ["loc", "conf", "landmarks"], "NCHW", log,
                         target="rk3588", device_id="no-such-board")
