@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                          help="worker processes for dataset-sized work (default: one per core)")
     run_cmd.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help=RAY_HELP.format(
         units="the face pass's image shards (--workers of them)"))
+    run_cmd.add_argument("--fresh", action="store_true",
+                         help="build and measure again even when an unchanged run can be reused (README, \"Reused runs\")")
     render_cmd = sub.add_parser("render", help="re-render report.html of a run from its data")
     render_cmd.add_argument("run_dir", type=Path)
     view_cmd = sub.add_parser("view", help="open the canonical ONNX (or the .rknn) in Netron, on 127.0.0.1 only")
@@ -188,7 +190,7 @@ def command(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     if args.target:
         overrides |= {"target.platform": args.target, "target.runtime": "board", "target.device_id": args.device_id}
-    run_dir = run(args.recipe, overrides, args.reports, args.workers, ray_address=args.ray)
+    run_dir = run(args.recipe, overrides, args.reports, args.workers, ray_address=args.ray, fresh=args.fresh)
     from verify.results import RunResults
 
     results = RunResults.read(run_dir)

@@ -175,7 +175,7 @@ def test_no_space_left_is_an_environment_failure_with_a_log(project_on_a_small_d
                                                              tmp_path: Path) -> None:
     root, env = project_on_a_small_disk
     reports = tmp_path / "reports"
-    result = rkverify("run", "retinaface", "--reports", str(reports), root=root, env=env)
+    result = rkverify("run", "retinaface", "--fresh", "--reports", str(reports), root=root, env=env)
     assert result.code == 3, result.stderr[-2000:]
     line = result.last_line
     assert line.startswith("rkverify: failed during 'canonical float ONNX (fixed shape, onnxsim)': no space left "
@@ -207,8 +207,8 @@ def interrupted_run(model_dir: Path, tmp_path: Path, signum: int, after_build: b
     temp.mkdir()
     started = time.time_ns()
     fp16_json = model_dir / "retinaface-float16-rk3588.json"
-    process = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "rkverify.py"), "run", "retinaface", "--reports",
-                                str(tmp_path / "reports")], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "rkverify.py"), "run", "retinaface", "--fresh",
+                                "--reports", str(tmp_path / "reports")], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True,
                                env=os.environ | {"TMPDIR": str(temp)})
     deadline = time.monotonic() + 600

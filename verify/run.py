@@ -3,6 +3,8 @@ detector first, then aligned calibration faces), verify, report. Sweeps and work
 `run` exactly as the command line does. The recipe is loaded once, here, and handed down."""
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,16 +96,47 @@ def detector_overrides(loaded: LoadedRecipe, detector: LoadedRecipe) -> dict[str
 
 def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Path | None = None,
         workers: int | None = None, models_dir: Path | None = None, calib_dir: Path | None = None,
-        ray_address: str | None = None) -> Path:
+        ray_address: str | None = None, fresh: bool = False) -> Path:
     """Convert and verify one recipe; return the run directory. Dataset-sized work runs on
     `workers` processes (default: one per core), or as that many Ray tasks with `ray_address`;
     artifacts go to `models_dir` (a sweep gives each variant its own, and its own calibration folder);
-    folders default to the workspace's (core/workspace.py)."""
+    folders default to the workspace's (core/workspace.py). An unchanged re-run reuses the stored
+    run (verify/reuse.py) unless `fresh`; board runs are always measured."""
     reports_dir = reports_dir or workspace.reports_dir()
     models_dir = models_dir or workspace.models_dir()
     calib_dir = calib_dir or workspace.calib_dir()
     loaded, detector_recipe = checked(recipe, overrides)
     written = recipe_folders(loaded, models_dir, calib_dir)
+    detector_written = recipe_folders(detector_recipe, models_dir, calib_dir) if detector_recipe else []
+    if fresh or loaded.recipe.target.runtime == "board":
+        return measured(loaded, detector_recipe, written, reports_dir, workers, models_dir, calib_dir, ray_address)
+    from verify import reuse
+
+    key = reuse.run_key(loaded, detector_recipe)
+    folders = {str(f.relative_to(f.parents[1])): f for f in written + detector_written}  # models/<name>, ...
+    # an identical run under way: wait for it, then reuse it
+    with folders_locked([reuse.entry_of(key)]):
+        entry = reuse.stored(key)
+        if entry is None:
+            run_dir = measured(loaded, detector_recipe, written, reports_dir, workers, models_dir, calib_dir,
+                               ray_address)
+            reuse.store(key, run_dir, folders)
+            return run_dir
+        from verify.evaluation import reused_run
+
+        # the recognizer's folders, then the detector's: the order a measured run takes them in
+        with folders_locked(written), folders_locked(detector_written), \
+                kept_unless_finished(written + detector_written):
+            run_dir = reused_run(loaded, entry, key, folders, reports_dir)
+        print(f"[rkverify] reused run {json.loads((run_dir / 'metrics.json').read_text())['reused']['run_id']} "
+              f"({entry}): recipe, inputs, code and tools unchanged; --fresh measures again", file=sys.stderr,
+              flush=True)
+        return run_dir
+
+
+def measured(loaded: LoadedRecipe, detector_recipe: LoadedRecipe | None, written: list[Path], reports_dir: Path,
+             workers: int | None, models_dir: Path, calib_dir: Path, ray_address: str | None) -> Path:
+    """Build and measure (what `run` does when it has nothing to reuse)."""
     # two runs that would write the same files take turns; a run that does not finish keeps none of its files
     with folders_locked(written), kept_unless_finished(written):
         loaded, artifacts, detector = convert_checked(loaded, detector_recipe, models_dir, calib_dir)
