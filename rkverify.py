@@ -11,7 +11,7 @@ import yaml
 from convert.faults import BAD_INPUT, FAILED, GATE_FAILED, PASSED, report_failure
 from convert.signals import terminate_as_interrupt
 from core.errors import RkverifyError
-from core.recipe import REPORTS_DIR
+from core.workspace import calib_dir, models_dir, reports_dir
 from verify.run import convert_all, run  # noqa: F401  (the library's API, used by tests)
 from verify.samples import few_lines
 
@@ -113,11 +113,13 @@ def main(argv: list[str] | None = None) -> int:
                          help="override a recipe field, e.g. quantization.calibration.size=8")
     run_cmd.add_argument("--target", metavar="PLATFORM", help="run the quantized model on this board (e.g. rk3588)")
     run_cmd.add_argument("--device-id", help="adb serial of the board (see 'adb devices')")
-    run_cmd.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where run folders go")
+    run_cmd.add_argument("--reports", type=Path, default=reports_dir(), help="where run folders go")
     run_cmd.add_argument("--workers", type=int, metavar="N",
                          help="worker processes for dataset-sized work (default: one per core)")
     run_cmd.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help=RAY_HELP.format(
         units="the face pass's image shards (--workers of them)"))
+    run_cmd.add_argument("--fresh", action="store_true",
+                         help="build and measure again even when an unchanged run can be reused (README, \"Reused runs\")")
     render_cmd = sub.add_parser("render", help="re-render report.html of a run from its data")
     render_cmd.add_argument("run_dir", type=Path)
     view_cmd = sub.add_parser("view", help="open the canonical ONNX (or the .rknn) in Netron, on 127.0.0.1 only")
@@ -135,14 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     sweep_cmd.add_argument("--workers", type=int, metavar="N", help="variants run at once (default: one per core)")
     sweep_cmd.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                            help=RAY_HELP.format(units="the variants"))
-    sweep_cmd.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where sweep folders go")
+    sweep_cmd.add_argument("--reports", type=Path, default=reports_dir(), help="where sweep folders go")
     clean_cmd = sub.add_parser("clean", help="list (or, with --apply, remove) old runs, hybrid variants, caches and "
                                "leftovers of killed runs")
     clean_cmd.add_argument("--keep", type=int, default=5, metavar="N", help="runs (and sweeps) kept per recipe (default 5)")
     clean_cmd.add_argument("--only", action="append", choices=("runs", "hybrid", "caches", "leftovers"),
                            help="only these kinds (repeat it; default: all)")
     clean_cmd.add_argument("--apply", action="store_true", help="remove them (default: a dry run that lists them)")
-    clean_cmd.add_argument("--reports", type=Path, default=REPORTS_DIR, help="the reports folder")
+    clean_cmd.add_argument("--reports", type=Path, default=reports_dir(), help="the reports folder")
     add_model_commands(sub)
     args = parser.parse_args(argv)
     terminate_as_interrupt()
@@ -157,7 +159,7 @@ def error_log(args: argparse.Namespace) -> Path:
     if args.command == "render":
         return args.run_dir / "last-error.log"
     if args.command in ("view", "clean", "init", "inspect"):
-        return REPORTS_DIR / "last-error.log"
+        return reports_dir() / "last-error.log"
     return args.reports / Path(args.recipe).stem.removeprefix("convert-") / "last-error.log"
 
 
@@ -180,16 +182,15 @@ def command(args: argparse.Namespace) -> int:
         return run_sweep(args)
     if args.command == "clean":
         from verify.clean import CATEGORIES, clean
-        from verify.run import CALIB_DIR, MODELS_DIR
 
-        print("\n".join(clean(args.reports, MODELS_DIR, CALIB_DIR, args.keep, tuple(args.only or CATEGORIES), args.apply)))
+        print("\n".join(clean(args.reports, models_dir(), calib_dir(), args.keep, tuple(args.only or CATEGORIES), args.apply)))
         return PASSED
     if args.command in ("init", "inspect"):
         return model_command(args)
     overrides = parse_overrides(args.overrides)
     if args.target:
         overrides |= {"target.platform": args.target, "target.runtime": "board", "target.device_id": args.device_id}
-    run_dir = run(args.recipe, overrides, args.reports, args.workers, ray_address=args.ray)
+    run_dir = run(args.recipe, overrides, args.reports, args.workers, ray_address=args.ray, fresh=args.fresh)
     from verify.results import RunResults
 
     results = RunResults.read(run_dir)

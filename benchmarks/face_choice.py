@@ -22,8 +22,8 @@ from convert.pipeline import convert_recipe  # noqa: E402
 from convert.signals import terminate_as_interrupt  # noqa: E402
 from core.artifacts import tool_versions, utc_now, write_json_atomic  # noqa: E402
 from core.pixels import read_bgr  # noqa: E402
-from core.recipe import PROJECT_ROOT  # noqa: E402
-from verify.engines.cache import SHARED_CACHE_DIR, VectorCache  # noqa: E402
+from core.workspace import cache_dir, reports_dir  # noqa: E402
+from verify.engines.cache import VectorCache  # noqa: E402
 from verify.engines.runners import OnnxSpec  # noqa: E402
 from verify.face.face_pass import FaceSettings, PassJob, run_job  # noqa: E402
 from verify.face.faces import FaceChoice, choose  # noqa: E402
@@ -50,10 +50,10 @@ def main() -> int:
     pairs, dataset, _ = choose_pairs(cfg, loaded.path)
     paths = sorted({p.first for p in pairs.pairs} | {p.second for p in pairs.pairs})
     sha = image_hashes(paths)
-    rows = VectorCache(SHARED_CACHE_DIR / f"detections-{detector.rows_key('float')[:16]}.npz")
+    rows = VectorCache(cache_dir() / f"detections-{detector.rows_key('float')[:16]}.npz")
     same = np.array([p.same for p in pairs.pairs])
     folds = protocol_folds(pairs)
-    log = PROJECT_ROOT / "reports" / "benchmarks" / "face_choice.log"
+    log = reports_dir() / "benchmarks" / "face_choice.log"
     results = {}
     for choice in CHOICES:
         job = PassJob(images=[(p, sha[p]) for p in paths], recognizer=recipe, detector=detector.recipe,
@@ -81,7 +81,7 @@ def main() -> int:
         same_face = (central is None and largest is None) or (
             central is not None and largest is not None and np.array_equal(central, largest))
         differ += not same_face
-    out = PROJECT_ROOT / "reports" / "benchmarks" / f"face_choice-{recipe.name}.json"
+    out = reports_dir() / "benchmarks" / f"face_choice-{recipe.name}.json"
     write_json_atomic(out, {"recipe": recipe.name, "dataset": dataset, "folds": [f + 1 for f in pairs.folds_used],
                             "pairs": len(pairs.pairs), "images": len(paths), "images_with_several_faces": len(several),
                             "central_is_not_largest": differ, "float": results, "measured_at": utc_now(),

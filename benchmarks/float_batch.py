@@ -30,6 +30,7 @@ from convert.pipeline import convert_recipe  # noqa: E402
 from core.artifacts import tool_versions, utc_now, write_json_atomic  # noqa: E402
 from core.pixels import prepare_array, read_bgr  # noqa: E402
 from core.recipe import PROJECT_ROOT, Recipe  # noqa: E402
+from core.workspace import reports_dir  # noqa: E402
 from verify.engines.runners import OnnxRuntimeRunner  # noqa: E402
 from verify.engines.workers import CORES_VARIABLE  # noqa: E402
 from verify.recipes import load  # noqa: E402
@@ -114,7 +115,7 @@ def main() -> int:
                          "max_abs_diff": float(np.abs(values[1] - values[args.batch]).max()),
                          "max_abs_value": float(np.abs(values[1]).max())})
             print(rows[-1], file=sys.stderr)
-    out = PROJECT_ROOT / "reports" / "benchmarks" / f"float_batch-{args.recipe}.json"
+    out = reports_dir() / "benchmarks" / f"float_batch-{args.recipe}.json"
     write_json_atomic(out, {"recipe": args.recipe, "measured_at": utc_now(), "tools": tool_versions(),
                             "images": len(pixels), "batch": args.batch, "faces_per_call": "batch faces + mirrors",
                             "cpu_count": os.cpu_count(), "rows": rows})

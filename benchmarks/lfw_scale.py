@@ -32,9 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import rkverify  # noqa: E402
 from convert.signals import terminate_as_interrupt  # noqa: E402
 from core.artifacts import tool_versions, utc_now, write_json_atomic  # noqa: E402
-from core.recipe import PROJECT_ROOT  # noqa: E402
+from core.workspace import cache_dir, reports_dir  # noqa: E402
 from verify.engines import memory  # noqa: E402
-from verify.engines.cache import SHARED_CACHE_DIR  # noqa: E402
 
 VERIFY_STEP = "face verification, float vs quantized"
 NO_ANALYSES: dict[str, object] = {"analysis.sensitivity_layers": 0, "analysis.calibration_resamples": 0, "analysis.toolkit_proposal": False}
@@ -43,7 +42,7 @@ NO_ANALYSES: dict[str, object] = {"analysis.sensitivity_layers": 0, "analysis.ca
 def one_run(recipe: str, workers: int, overrides: dict[str, object], cold: bool, reports: Path,
             pin_cores: bool) -> dict[str, Any]:
     if cold:
-        shutil.rmtree(SHARED_CACHE_DIR, ignore_errors=True)
+        shutil.rmtree(cache_dir(), ignore_errors=True)
     allowed = os.sched_getaffinity(0)
     if pin_cores:
         os.sched_setaffinity(0, sorted(allowed)[:workers])
@@ -93,7 +92,7 @@ def main() -> int:
     args = parser.parse_args()
     folds: dict[str, object] = {"evaluate.verification.max_folds": args.max_folds} if args.max_folds else {}
     suffix = f"-folds1-{args.max_folds}" if args.max_folds else ""
-    out = PROJECT_ROOT / "reports" / "benchmarks" / f"lfw_scale-{args.recipe}{suffix}.json"
+    out = reports_dir() / "benchmarks" / f"lfw_scale-{args.recipe}{suffix}.json"
     plan: list[tuple[int, dict[str, object], bool]] = [(workers, NO_ANALYSES | folds, True)
                                                        for workers in args.workers]
     plan.append((max(args.workers), NO_ANALYSES | folds, False))

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.artifacts import tool_versions, utc_now, write_json_atomic  # noqa: E402
 from core.pixels import read_bgr, resolve_images  # noqa: E402
-from core.recipe import PROJECT_ROOT  # noqa: E402
+from core.workspace import reports_dir  # noqa: E402
 from verify.face.mtcnn_agreement import frame_of, measure  # noqa: E402
 from verify.face.mtcnn_cascade import pyramid  # noqa: E402
 from verify.face.mtcnn_nets import build_nets, cascade_config  # noqa: E402
@@ -54,11 +54,11 @@ def main() -> int:
     try:
         frames = [frame_of(read_bgr(p), recipe.frame)[0] for p in photos]
         seconds = pnet_seconds(nets, recipe, frames)
-        figures = measure(recipe, nets, photos, PROJECT_ROOT / "reports" / "benchmarks" / "mtcnn_pyramid", layers=False)
+        figures = measure(recipe, nets, photos, reports_dir() / "benchmarks" / "mtcnn_pyramid", layers=False)
     finally:
         nets.release()
     pnet_builds = {k: v for k, v in nets.quantized.builds.items() if "pnet" in k}
-    out = PROJECT_ROOT / "reports" / "benchmarks" / f"mtcnn_pyramid-{args.pyramid}.json"
+    out = reports_dir() / "benchmarks" / f"mtcnn_pyramid-{args.pyramid}.json"
     write_json_atomic(out, {
         "pyramid": args.pyramid, "frame": recipe.frame, "images": len(photos), "measured_at": utc_now(),
         "tools": tool_versions(), "setup_seconds": round(setup, 1),

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from convert.signals import terminate_as_interrupt  # noqa: E402
 from core.artifacts import tool_versions, utc_now, write_json_atomic  # noqa: E402
-from core.recipe import PROJECT_ROOT  # noqa: E402
+from core.workspace import reports_dir  # noqa: E402
 from verify.sweep import sweep  # noqa: E402
 
 GRID: dict[str, list[Any]] = {"quantization.method": ["channel", "layer"], "quantization.calibration.size": [8, 16]}
@@ -52,7 +52,7 @@ def main() -> int:
         if one and run is not one:
             run["speedup"] = round(one["wall_seconds"] / run["wall_seconds"], 2)
             run["vs_ideal"] = round(run["wall_seconds"] / (one["wall_seconds"] / run["workers"]), 3)
-    out = PROJECT_ROOT / "reports" / "benchmarks" / f"sweep_scale-{args.recipe}.json"
+    out = reports_dir() / "benchmarks" / f"sweep_scale-{args.recipe}.json"
     write_json_atomic(out, {"recipe": args.recipe, "grid": GRID, "base": LEAN, "measured_at": utc_now(),
                             "tools": tool_versions(), "runs": runs})
     print(out)

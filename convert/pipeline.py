@@ -14,8 +14,9 @@ from convert.frontends import FRONTENDS, check_against_native, source_to_onnx
 from convert.onnx_prep import GraphCheck, prepare_onnx
 from convert.progress import step
 from convert.source import SourceFiles, obtain_source
+from core import workspace
 from core.artifacts import sha256_bytes, sha256_file, tool_versions
-from core.recipe import CALIB_DIR, FLOAT16, MODELS_DIR, LoadedRecipe
+from core.recipe import FLOAT16, LoadedRecipe
 
 NATIVE_CHECK_INPUTS = 4  # calibration inputs the frontend's ONNX is checked on against the framework
 
@@ -44,10 +45,12 @@ class Artifacts:
         return self.rknn
 
 
-def convert_recipe(loaded: LoadedRecipe, models_dir: Path = MODELS_DIR, calib_dir: Path = CALIB_DIR,
+def convert_recipe(loaded: LoadedRecipe, models_dir: Path | None = None, calib_dir: Path | None = None,
                    float_only: bool = False, check_graph: GraphCheck | None = None) -> Artifacts:
     """The recipe's artifacts; `float_only` stops at the canonical ONNX (no calibration, no .rknn);
-    `check_graph` is the recipe's task's check of the canonical ONNX."""
+    `check_graph` is the recipe's task's check of the canonical ONNX; folders default to the workspace's."""
+    models_dir = models_dir or workspace.models_dir()
+    calib_dir = calib_dir or workspace.calib_dir()
     recipe = loaded.recipe
     timings: dict[str, float] = {}
     model_dir = models_dir / recipe.name

@@ -16,10 +16,7 @@ from core.errors import RkverifyError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RECIPES_DIR = PROJECT_ROOT / "convert" / "recipes"
-# generated artifacts, by default in the project (a sweep gives each variant folders of its own)
-MODELS_DIR = PROJECT_ROOT / "models"
-CALIB_DIR = PROJECT_ROOT / "calib_data"
-REPORTS_DIR = PROJECT_ROOT / "reports"
+# generated artifacts go under the workspace root (core/workspace.py), read at call time
 
 # Quantized dtypes per target, measured with rknn-toolkit2 2.5.0 (config + build of the
 # RetinaFace recipe). The toolkit spells 16-bit "w16a16i_dfp"; it rejects plain "w16a16i".

@@ -13,7 +13,7 @@ import rkverify
 from core.artifacts import sha256_file
 from core.pixels import prepare, resolve_images
 from core.recipe import PROJECT_ROOT, load_recipe
-from tests.conftest import CI_VERIFICATION
+from tests.conftest import CI_VERIFICATION, workspace_of
 from verify.analyses.calibration_audit import audit
 from verify.analyses.layers import tensor_stats
 from verify.analyses.preprocess_check import check_preprocessing
@@ -124,7 +124,8 @@ def test_preprocessing_contract_flags_swapped_channels(fresh_run) -> None:
     wrong = load_recipe("retinaface", {"preprocess.channel_order": "RGB"})
     images = [prepare(p, wrong.recipe.model_input, wrong.recipe.preprocess)
               for p in resolve_images(wrong.recipe.evaluate.images, wrong.path, "evaluate.images")[:8]]
-    result = check_preprocessing(wrong, PROJECT_ROOT / "models" / "retinaface" / "retinaface.onnx", images)
+    result = check_preprocessing(wrong, workspace_of(fresh_run("retinaface")) / "models" / "retinaface" / "retinaface.onnx",
+                                 images)
     assert result["best"] == "channels swapped (BGR)"
     # 27 faces vs 25 on 8 photos, the difference on two of them: ahead in ~67% of bootstrap draws, so the
     # check names it but gives no verdict (16 photos: 40 vs 37, 87%); a verdict needs 95%

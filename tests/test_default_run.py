@@ -17,9 +17,7 @@ MASK_PHOTOS = 4  # insightface's face-mask photos: calibration only
 
 
 def without_shared(text: str) -> str:
-    # own name and calibration set: the shipped recipe's artifacts stay as other tests expect them
-    return (text.replace("../shared/", MISSING).replace("name: retinaface\n", "name: retinaface-bare\n")
-            .replace("name: faces-640-bgr\n", "name: faces-640-bgr-bare\n"))
+    return text.replace("../shared/", MISSING)
 
 
 def test_default_recipe_without_shared_folder(recipe_copy, tmp_path: Path) -> None:

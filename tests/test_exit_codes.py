@@ -18,7 +18,9 @@ import pytest
 from core.artifacts import sha256_file
 from core.packages import package_dir
 from core.recipe import PROJECT_ROOT, DetectionEval
+from core.workspace import WORKSPACE_ENV
 from tests.cli import rkverify
+from tests.conftest import workspace_of
 from verify.face.detection import priors
 
 HEAVY = ("rknn", "torch", "tensorflow", "mxnet", "onnx", "onnxruntime", "onnxsim", "cv2")
@@ -86,11 +88,12 @@ EARLY_REFUSALS = [
 
 @pytest.mark.parametrize("args, says", EARLY_REFUSALS)
 def test_input_found_late_before_is_refused_before_anything_is_built(args: list[str], says: str, tmp_path: Path,
-                                                                     image_folders: dict[str, Path]) -> None:
+                                                                     image_folders: dict[str, Path],
+                                                                     workspace: Path) -> None:
     args = [a.replace("EMPTY", str(image_folders["empty"])).replace("BROKEN", str(image_folders["broken"]))
             for a in args]
-    models = {p: p.stat().st_mtime_ns for p in (PROJECT_ROOT / "models").rglob("*") if p.is_file()}
-    calib = {p: p.stat().st_mtime_ns for p in (PROJECT_ROOT / "calib_data").rglob("*") if p.is_file()}
+    models = {p: p.stat().st_mtime_ns for p in (workspace / "models").rglob("*") if p.is_file()}
+    calib = {p: p.stat().st_mtime_ns for p in (workspace / "calib_data").rglob("*") if p.is_file()}
     started = time.perf_counter()
     result = rkverify(*args, "--reports", str(tmp_path / "reports"), python_flags=("-X", "importtime"))
     seconds = time.perf_counter() - started
@@ -101,8 +104,8 @@ def test_input_found_late_before_is_refused_before_anything_is_built(args: list[
     assert not imported(result.stderr) & {"rknn", "torch", "tensorflow", "mxnet", "onnx", "onnxruntime", "onnxsim"}
     assert seconds < 5, f"{seconds:.1f}s"
     assert not (tmp_path / "reports").exists()
-    assert {p: p.stat().st_mtime_ns for p in (PROJECT_ROOT / "models").rglob("*") if p.is_file()} == models
-    assert {p: p.stat().st_mtime_ns for p in (PROJECT_ROOT / "calib_data").rglob("*") if p.is_file()} == calib
+    assert {p: p.stat().st_mtime_ns for p in (workspace / "models").rglob("*") if p.is_file()} == models
+    assert {p: p.stat().st_mtime_ns for p in (workspace / "calib_data").rglob("*") if p.is_file()} == calib
 
 
 @pytest.mark.parametrize("engine", [[], ["--ray"]], ids=["pool", "ray"])
@@ -159,20 +162,20 @@ def project_on_a_small_disk(tmp_path: Path):
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(models)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:  # the source is written through pathlib, the ONNX through open(): only it counts
-        yield root, os.environ | {"PYTHONPATH": str(PROJECT_ROOT / "tests" / "disk_full"),
+        yield root, os.environ | {WORKSPACE_ENV: str(root), "PYTHONPATH": str(PROJECT_ROOT / "tests" / "disk_full"),
                                   "RKVERIFY_TEST_DISK_FOLDER": str(models), "RKVERIFY_TEST_DISK_BYTES": str(64 * 1024)}
         return
     try:
-        yield root, None
+        yield root, os.environ | {WORKSPACE_ENV: str(root)}
     finally:
         subprocess.run(["umount", str(models)], check=False)
 
 
-def test_no_space_left_is_an_environment_failure_with_a_log(project_on_a_small_disk: tuple[Path, dict | None],
+def test_no_space_left_is_an_environment_failure_with_a_log(project_on_a_small_disk: tuple[Path, dict],
                                                              tmp_path: Path) -> None:
     root, env = project_on_a_small_disk
     reports = tmp_path / "reports"
-    result = rkverify("run", "retinaface", "--reports", str(reports), root=root, env=env)
+    result = rkverify("run", "retinaface", "--fresh", "--reports", str(reports), root=root, env=env)
     assert result.code == 3, result.stderr[-2000:]
     line = result.last_line
     assert line.startswith("rkverify: failed during 'canonical float ONNX (fixed shape, onnxsim)': no space left "
@@ -187,12 +190,6 @@ def test_no_space_left_is_an_environment_failure_with_a_log(project_on_a_small_d
 
 
 PROGRESS_BAR = re.compile(r"^\s*[\w-]+:\s+\d+%\|")  # tqdm's line, e.g. "rknn-simulator:  50%|█████     | 4/8"
-
-
-def run_alive(leftover: str) -> bool:
-    """A `.<folder>.before-run-<pid>` backup of a run still going (another test's, on another pytest worker)."""
-    pid = leftover.rsplit("-", 1)[-1]
-    return pid.isdigit() and Path(f"/proc/{pid}").exists()
 
 
 def artifact_set(model_dir: Path) -> dict[str, dict[str, str]]:
@@ -210,8 +207,8 @@ def interrupted_run(model_dir: Path, tmp_path: Path, signum: int, after_build: b
     temp.mkdir()
     started = time.time_ns()
     fp16_json = model_dir / "retinaface-float16-rk3588.json"
-    process = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "rkverify.py"), "run", "retinaface", "--reports",
-                                str(tmp_path / "reports")], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "rkverify.py"), "run", "retinaface", "--fresh",
+                                "--reports", str(tmp_path / "reports")], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True,
                                env=os.environ | {"TMPDIR": str(temp)})
     deadline = time.monotonic() + 600
@@ -234,8 +231,16 @@ def interrupted_run(model_dir: Path, tmp_path: Path, signum: int, after_build: b
     return process.returncode, stderr
 
 
-def test_ctrl_c_mid_build_is_one_line_and_keeps_model_and_log_a_pair(retinaface_run: Path, tmp_path: Path) -> None:
-    model_dir = PROJECT_ROOT / "models" / "retinaface"
+def copy_of_the_run(run_dir: Path, workspace: Path) -> None:
+    """The session's retinaface run's models/ and calib_data/ copied into the test's own workspace."""
+    for part in ("models", "calib_data"):
+        shutil.copytree(workspace_of(run_dir) / part, workspace / part, dirs_exist_ok=True)
+
+
+def test_ctrl_c_mid_build_is_one_line_and_keeps_model_and_log_a_pair(retinaface_run: Path, tmp_path: Path,
+                                                                     workspace: Path) -> None:
+    copy_of_the_run(retinaface_run, workspace)
+    model_dir = workspace / "models" / "retinaface"
     before = artifact_set(model_dir)
     assert before, "the session's retinaface run left builds to compare with"
     code, stderr = interrupted_run(model_dir, tmp_path, signal.SIGINT, after_build=False)
@@ -253,12 +258,13 @@ def test_ctrl_c_mid_build_is_one_line_and_keeps_model_and_log_a_pair(retinaface_
 
 @pytest.mark.parametrize("after_build", [False, True], ids=["mid-build", "mid-verification"])
 def test_sigterm_is_one_line_cleans_up_and_keeps_the_previous_artifacts(retinaface_run: Path, tmp_path: Path,
-                                                                        after_build: bool) -> None:
+                                                                        after_build: bool, workspace: Path) -> None:
     """SIGTERM (CI runners, `timeout`, schedulers) ends the run as Ctrl-C does: one line, exit 143, no
     .partial log, no temp folder; and the run did not finish, so models/ and calib_data/ are as before
     (mid-verification too, when both new builds were already in place)."""
-    model_dir = PROJECT_ROOT / "models" / "retinaface"
-    manifest = PROJECT_ROOT / "calib_data" / "faces-640-bgr" / "manifest.json"
+    copy_of_the_run(retinaface_run, workspace)
+    model_dir = workspace / "models" / "retinaface"
+    manifest = workspace / "calib_data" / "faces-640-bgr" / "manifest.json"
     before, manifest_before = artifact_set(model_dir), sha256_file(manifest)
     code, stderr = interrupted_run(model_dir, tmp_path, signal.SIGTERM, after_build)
     assert code == 143, stderr[-2000:]
@@ -269,4 +275,4 @@ def test_sigterm_is_one_line_cleans_up_and_keeps_the_previous_artifacts(retinafa
     assert artifact_set(model_dir) == before
     assert sha256_file(manifest) == manifest_before
     assert not [p.name for p in model_dir.parent.iterdir() if p.name.startswith(".retinaface.")
-                and not p.name.endswith(".lock") and not run_alive(p.name)], "no backup left"
+                and not p.name.endswith(".lock")], "no backup left"

@@ -56,15 +56,13 @@ def test_a_difference_on_every_image_is_a_verdict() -> None:
     assert share >= CONFIDENT_SHARE
 
 
-def test_the_default_recipe_without_shared_photos_cannot_tell_instead_of_warning() -> None:
+def test_the_default_recipe_without_shared_photos_cannot_tell_instead_of_warning(retinaface_run: Path) -> None:
     """On the 4 package photos the default run is left with, the check gives no verdict from noise."""
     from core.pixels import prepare, resolve_images
-    from core.recipe import PROJECT_ROOT
+    from tests.conftest import workspace_of
     from verify.analyses.preprocess_check import check_preprocessing
 
-    onnx_path = PROJECT_ROOT / "models" / "retinaface" / "retinaface.onnx"
-    if not onnx_path.is_file():
-        pytest.skip("needs the default recipe's canonical ONNX (a retinaface run makes it)")
+    onnx_path = workspace_of(retinaface_run) / "models" / "retinaface" / "retinaface.onnx"
     shipped = load_recipe("retinaface").recipe.evaluate.images
     packaged = [src.model_dump(exclude_defaults=True) for src in shipped if src.package]  # no ../shared/
     loaded = load_recipe("retinaface", {"evaluate.images": packaged})

@@ -8,6 +8,8 @@ import pytest
 
 from convert.rknn_build import known_failure
 from core.recipe import PROJECT_ROOT
+from core.workspace import models_dir
+from tests.conftest import workspace_of
 from tests.test_recipe_errors import run_cli
 
 TF_RECIPE = "retinaface-tf"
@@ -205,7 +207,7 @@ def test_integer_quantized_tflite_is_refused(io_type: str, recipe_copy, capsys, 
         text = text.replace("../shared/models/mobilefacenet-tf2/mobilefacenet_tf2.tflite", str(model))
         return text.replace("70ed61fcf34c6bff588b6827473d614f948c0a43580cff6c539c9152a5244e04", sha256_file(model))
 
-    source = PROJECT_ROOT / "models" / "tflite-mobilefacenet" / "source" / "tflite-mobilefacenet.tflite"
+    source = models_dir() / "tflite-mobilefacenet" / "source" / "tflite-mobilefacenet.tflite"
     before = source.read_bytes() if source.is_file() else None
     import convert.pipeline
 
@@ -224,8 +226,9 @@ def test_tflite_leftover_input_is_not_in_the_onnx(fresh_run) -> None:
     """mobilefacenet_tf2.tflite has a second, unused input (`target`): the ONNX has one input."""
     import onnx
 
-    run = json.loads((fresh_run("tflite-mobilefacenet") / "metrics.json").read_text())
-    model = onnx.load(PROJECT_ROOT / "models" / "tflite-mobilefacenet" / "tflite-mobilefacenet.onnx")
+    run_dir = fresh_run("tflite-mobilefacenet")
+    run = json.loads((run_dir / "metrics.json").read_text())
+    model = onnx.load(workspace_of(run_dir) / "models" / "tflite-mobilefacenet" / "tflite-mobilefacenet.onnx")
     assert run["frontend_check"]["framework"] == "tflite"
     assert [i.name for i in model.graph.input] == ["input_1"]
 

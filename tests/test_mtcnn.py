@@ -6,6 +6,7 @@ rknn-toolkit2 builds of the three nets and simulator runs of the cascade (heavy:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,14 @@ def test_nms_is_the_packages() -> None:
 
 
 @pytest.fixture(scope="module")
-def float_nets(recipe):
+def nets_workspace(workspace_for) -> Iterator[Path]:
+    """The module's nets are built (float, then quantized) in one workspace: models/mtcnn-*/."""
+    with workspace_for("mtcnn") as folder:
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def float_nets(recipe, nets_workspace):
     from verify.face.mtcnn_nets import build_nets
 
     nets = build_nets(recipe[0])
@@ -100,16 +108,15 @@ def test_float_cascade_finds_the_packages_faces(recipe, float_nets, photos) -> N
     assert faces >= len(photos)
 
 
-def test_dynamic_onnx_is_every_levels_onnx(float_nets, tmp_path) -> None:
+def test_dynamic_onnx_is_every_levels_onnx(float_nets, nets_workspace, tmp_path) -> None:
     """The ONNX the dynamic_input build loads (largest level, height and width made symbolic, SAME
     pooling as auto_pad) computes what each level's own fixed-shape ONNX computes."""
     import onnxruntime as ort
 
-    from core.recipe import PROJECT_ROOT
     from verify.face.mtcnn_nets import symbolic_hw
 
     names = sorted((k for k in float_nets.recipes if k.startswith("pnet-")), key=lambda k: -int(k[5:].split("x")[0]))
-    folder = PROJECT_ROOT / "models"
+    folder = nets_workspace / "models"
     largest = float_nets.recipes[names[0]].recipe.name
     dynamic = ort.InferenceSession(str(symbolic_hw(folder / largest / f"{largest}.onnx", tmp_path / "dynamic.onnx")))
     rng = np.random.default_rng(2)
@@ -123,7 +130,7 @@ def test_dynamic_onnx_is_every_levels_onnx(float_nets, tmp_path) -> None:
 
 
 @pytest.fixture(scope="module")
-def quantized_nets(recipe):
+def quantized_nets(recipe, nets_workspace):
     from verify.face.mtcnn_nets import build_nets
     from verify.run import convert_all
 
@@ -132,14 +139,12 @@ def quantized_nets(recipe):
     nets.release()
 
 
-def test_nets_build_with_provenance(quantized_nets, recipe) -> None:
+def test_nets_build_with_provenance(quantized_nets, nets_workspace, recipe) -> None:
     builds = quantized_nets.quantized.builds
     assert sum("pnet" in name for name in builds) == 10  # one per pyramid level
     assert any(name.startswith("mtcnn-rnet-w8a8") for name in builds)
     assert any(name.startswith("mtcnn-onet-w8a8") for name in builds)
-    from core.recipe import PROJECT_ROOT
-
-    sidecar = json.loads((PROJECT_ROOT / "models" / "mtcnn-onet" / "mtcnn-onet-w8a8-rk3588.json").read_text())
+    sidecar = json.loads((nets_workspace / "models" / "mtcnn-onet" / "mtcnn-onet-w8a8-rk3588.json").read_text())
     assert sidecar["source_sha256"] == "40aa31af6c746363a7b32272c5d508676b96136b70ba68e4494c944f2ae70881"
     assert sidecar["quantized"] and sidecar["tools"]["rknn-toolkit2"] == "2.5.0"
 

@@ -17,17 +17,18 @@ from convert.onnx_prep import prepare_onnx
 from convert.source import obtain_source
 from core.artifacts import sha256_bytes, sha256_file
 from core.recipe import PROJECT_ROOT, load_recipe
+from core.workspace import models_dir
 from verify.report.netron_view import model_to_view
 
 LISTEN = "0A"  # TCP state in the kernel's socket tables
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def onnx_path() -> Path:
-    """models/retinaface/retinaface.onnx, as `rkverify.py run retinaface` writes it."""
+    """models/retinaface/retinaface.onnx in the test's workspace, as `rkverify.py run retinaface` writes it."""
     loaded = load_recipe("retinaface")
-    models = PROJECT_ROOT / "models"
+    models = models_dir()
     return prepare_onnx(obtain_source(loaded, models).model, loaded, models / "retinaface" / "retinaface.onnx")
 
 

@@ -9,14 +9,15 @@ import pandas as pd
 import pytest
 
 from core.artifacts import sha256_file
-from core.recipe import PROJECT_ROOT, load_recipe
+from core.recipe import load_recipe
+from tests.conftest import workspace_of
 from verify.report.run_report import render_report
 
 RECIPE = load_recipe("retinaface")
 
 
-def test_rknn_artifact_has_provenance(retinaface_metrics: dict) -> None:
-    rknn = PROJECT_ROOT / "models" / "retinaface" / "retinaface-w8a8-rk3588.rknn"
+def test_rknn_artifact_has_provenance(retinaface_run: Path, retinaface_metrics: dict) -> None:
+    rknn = workspace_of(retinaface_run) / "models" / "retinaface" / "retinaface-w8a8-rk3588.rknn"
     sidecar = json.loads(rknn.with_suffix(".json").read_text())
     assert sidecar["artifact_sha256"] == sha256_file(rknn)
     assert sidecar["source_sha256"] == RECIPE.recipe.source.sha256

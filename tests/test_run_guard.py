@@ -101,7 +101,8 @@ def test_two_runs_of_one_recipe_started_together_each_keep_their_report(tmp_path
             "--set", "evaluate.count=2", "--set", "evaluate.layer_analysis_images=0",
             "--set", "gates.min_worst_layer_cosine=null"]  # per-layer drift is not measured here
     reports = tmp_path / "reports"
-    command = [sys.executable, str(PROJECT_ROOT / "rkverify.py"), "run", "retinaface", *lean, "--reports", str(reports)]
+    command = [sys.executable, str(PROJECT_ROOT / "rkverify.py"), "run", "retinaface", "--fresh", *lean, "--reports",
+               str(reports)]
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
     first, second = (subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True, env=env) for _ in range(2))

@@ -31,7 +31,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tox(project: Path, *args: str, timeout: int = 60) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOX_", "VIRTUAL_ENV"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOX_", "VIRTUAL_ENV", "RKVERIFY_"))}
     assert TOX is not None
     return subprocess.run([TOX, *args], cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
 

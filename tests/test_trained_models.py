@@ -8,7 +8,8 @@ from pathlib import Path
 
 from core.artifacts import sha256_file
 from core.compare import cosine
-from core.recipe import PROJECT_ROOT, load_recipe
+from core.recipe import load_recipe
+from tests.conftest import workspace_of
 from verify.engines.cache import VectorCache
 
 
@@ -43,28 +44,29 @@ def test_float16_head_recovers_what_w8a8_loses(fresh_run) -> None:
     assert hybrid_metrics["provenance"]["float_layers"] == ["conv_6sep_conv2d", "conv_6sep_relu", "conv_6dw7_7_conv2d"]
 
 
-def float_embeddings(name: str) -> VectorCache:
+def float_embeddings(name: str, models: Path) -> VectorCache:
     """The run's float embeddings (the shared cache), keyed by photo content: the same keys for two
-    models fed the same photos."""
-    from verify.engines.cache import SHARED_CACHE_DIR
+    models fed the same photos; `models` is the run's models/ folder."""
+    from core.workspace import cache_dir
     from verify.face.recognition import Detector, FacePass, Model
 
     loaded = load_recipe(name)
     detector = load_recipe(loaded.recipe.evaluate.verification.detector).recipe
-    aligner = Detector(detector, Model(sha256_file(PROJECT_ROOT / "models" / detector.name / f"{detector.name}.onnx"),
+    aligner = Detector(detector, Model(sha256_file(models / detector.name / f"{detector.name}.onnx"),
                                        None), None)
-    recognizer = Model(sha256_file(PROJECT_ROOT / "models" / name / f"{name}.onnx"), None)
-    return FacePass(loaded, {"float": recognizer}, aligner, SHARED_CACHE_DIR, Path(os.devnull), 1).embeddings["float"]
+    recognizer = Model(sha256_file(models / name / f"{name}.onnx"), None)
+    return FacePass(loaded, {"float": recognizer}, aligner, cache_dir(), Path(os.devnull), 1).embeddings["float"]
 
 
 def test_tflite_and_keras_pb_of_one_network_agree(fresh_run) -> None:
     """One trained MobileFaceNet as a float TFLite and as a Keras frozen .pb: each checked against its
     own framework, then against each other on every LFW face (112x96 alignment, same pixels)."""
-    keras = lfw_fold_1(metrics_of(fresh_run("keras-mobilefacenet")))
-    tflite = lfw_fold_1(metrics_of(fresh_run("tflite-mobilefacenet")))
+    keras_run, tflite_run = fresh_run("keras-mobilefacenet"), fresh_run("tflite-mobilefacenet")
+    keras, tflite = lfw_fold_1(metrics_of(keras_run)), lfw_fold_1(metrics_of(tflite_run))
     assert keras["float"]["accuracy"]["mean"] >= 0.97
     assert keras["float"]["accuracy"]["mean"] == tflite["float"]["accuracy"]["mean"]
-    a, b = float_embeddings("keras-mobilefacenet").entries, float_embeddings("tflite-mobilefacenet").entries
+    a = float_embeddings("keras-mobilefacenet", workspace_of(keras_run) / "models").entries
+    b = float_embeddings("tflite-mobilefacenet", workspace_of(tflite_run) / "models").entries
     shared = set(a) & set(b)  # the caches may hold more faces than this run's (e.g. a full LFW run)
     assert len(shared) >= keras["images"]
     assert min(cosine(a[key][1], b[key][1]) for key in shared) > 0.9999
@@ -92,10 +94,11 @@ def test_pipeline_detector_is_built_as_the_device_runs_it() -> None:
 def test_rv1126b_pipeline_end_to_end(fresh_run) -> None:
     """MXNet RetinaFace aligns, MXNet MobileFaceNet embeds, both built for rv1126b; quantized
     detector feeds the quantized recognizer."""
-    metrics = metrics_of(fresh_run("rv1126b-mxnet-pipeline"))
+    run_dir = fresh_run("rv1126b-mxnet-pipeline")
+    metrics = metrics_of(run_dir)
     verification = lfw_fold_1(metrics)
     assert verification["full_pipeline"] and metrics["provenance"]["platform"] == "rv1126b"
-    detector = PROJECT_ROOT / "models" / "retinaface-mxnet-320x320" / "retinaface-mxnet-320x320-w8a8-rv1126b.json"
+    detector = workspace_of(run_dir) / "models" / "retinaface-mxnet-320x320" / "retinaface-mxnet-320x320-w8a8-rv1126b.json"
     assert json.loads(detector.read_text())["platform"] == "rv1126b"
     assert verification["float"]["accuracy"]["mean"] >= 0.96
     assert verification["no_face_found"]["quantized"] == 0

@@ -71,8 +71,12 @@ def test_recognizer_on_real_faces(fresh_run) -> None:
         assert "not LFW" in html
 
 
-def test_unchanged_recipe_recomputes_no_embedding(fresh_run, tmp_path: Path) -> None:
-    fresh_run("arcface-mobilefacenet")  # fills the caches
+def test_unchanged_recipe_recomputes_no_embedding(fresh_run, tmp_path: Path, monkeypatch) -> None:
+    from core.workspace import WORKSPACE_ENV
+    from tests.conftest import workspace_of
+
+    # fills the caches; the re-run is in the same workspace (the calibration set's paths are in the build's key)
+    monkeypatch.setenv(WORKSPACE_ENV, str(workspace_of(fresh_run("arcface-mobilefacenet"))))
     quick = CI_VERIFICATION | {"analysis.sensitivity_layers": 0, "analysis.calibration_resamples": 0}
     run_dir = rkverify.run("arcface-mobilefacenet", quick, reports_dir=tmp_path)
     face_pass = json.loads((run_dir / "metrics.json").read_text())["verification"]["pass"]

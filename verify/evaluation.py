@@ -5,6 +5,7 @@ end, so a failed run never leaves a half report and never touches earlier runs.
 """
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from pathlib import Path
@@ -63,6 +64,23 @@ def verify_artifacts(loaded: LoadedRecipe, artifacts: Artifacts, reports_dir: Pa
             metrics["comparison"] = compare_runs(metrics, run_dir, earlier[-1], REGRESSION_TOLERANCE)
         write_json_atomic(run_dir / "metrics.json", metrics)
         render_report(run_dir)
+    render_index(reports_dir)
+    return final
+
+
+def reused_run(loaded: LoadedRecipe, entry: Path, key: str, folders: dict[str, Path], reports_dir: Path) -> Path:
+    """A stored run (verify/reuse.py) as a run folder of its own: its folders back in place, its
+    measurements compared with this reports folder's previous run, its report and the index rendered."""
+    from verify.reuse import restore
+
+    earlier = runs_of(reports_dir, loaded.recipe.name)
+    final = restore(entry, key, folders, reports_dir / loaded.recipe.name / run_id(loaded))
+    metrics = json.loads((final / "metrics.json").read_text())
+    metrics.pop("comparison", None)
+    if earlier:
+        metrics["comparison"] = compare_runs(metrics, final, earlier[-1], REGRESSION_TOLERANCE)
+    write_json_atomic(final / "metrics.json", metrics)
+    render_report(final)
     render_index(reports_dir)
     return final
 

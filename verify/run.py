@@ -3,13 +3,16 @@ detector first, then aligned calibration faces), verify, report. Sweeps and work
 `run` exactly as the command line does. The recipe is loaded once, here, and handed down."""
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from convert.preflight import check_paths
 from convert.progress import step
 from convert.run_guard import folders_locked, kept_unless_finished
-from core.recipe import CALIB_DIR, MODELS_DIR, REPORTS_DIR, LoadedRecipe
+from core import workspace
+from core.recipe import LoadedRecipe
 from verify.recipes import load, variant
 from verify.tasks import task_of
 
@@ -38,11 +41,12 @@ def checked(recipe: str | LoadedRecipe, overrides: dict[str, object] | None = No
 Converted = tuple[LoadedRecipe, "Artifacts", "FaceFinder | None"]
 
 
-def convert_all(recipe: str, overrides: dict[str, object] | None = None, models_dir: Path = MODELS_DIR,
-                calib_dir: Path = CALIB_DIR) -> Converted:
-    """Convert a recipe, and first the detector it aligns faces with (if any), into `models_dir`.
-    Returns (loaded recipe, its artifacts, the detector's finder or None)."""
-    return convert_checked(*checked(recipe, overrides), models_dir, calib_dir)
+def convert_all(recipe: str, overrides: dict[str, object] | None = None, models_dir: Path | None = None,
+                calib_dir: Path | None = None) -> Converted:
+    """Convert a recipe, and first the detector it aligns faces with (if any), into
+    `models_dir` (default: the workspace's). Returns (loaded recipe, its artifacts, the detector's finder or None)."""
+    return convert_checked(*checked(recipe, overrides), models_dir or workspace.models_dir(),
+                           calib_dir or workspace.calib_dir())
 
 
 def convert_checked(loaded: LoadedRecipe, detector_plan: Plan | None, models_dir: Path,
@@ -77,14 +81,51 @@ def convert_checked(loaded: LoadedRecipe, detector_plan: Plan | None, models_dir
     return loaded, convert_recipe(loaded, models_dir, calib_dir, check_graph=task_of(loaded.recipe).check_graph), finder
 
 
-def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Path = REPORTS_DIR,
-        workers: int | None = None, models_dir: Path = MODELS_DIR, calib_dir: Path = CALIB_DIR,
-        ray_address: str | None = None) -> Path:
+def run(recipe: str, overrides: dict[str, object] | None = None, reports_dir: Path | None = None,
+        workers: int | None = None, models_dir: Path | None = None, calib_dir: Path | None = None,
+        ray_address: str | None = None, fresh: bool = False) -> Path:
     """Convert and verify one recipe; return the run directory. Dataset-sized work runs on
     `workers` processes (default: one per core), or as that many Ray tasks with `ray_address`;
-    artifacts go to `models_dir` (a sweep gives each variant its own, and its own calibration folder)."""
+    artifacts go to `models_dir` (a sweep gives each variant its own, and its own calibration folder);
+    folders default to the workspace's (core/workspace.py). An unchanged re-run reuses the stored
+    run (verify/reuse.py) unless `fresh`; board runs are always measured."""
+    reports_dir = reports_dir or workspace.reports_dir()
+    models_dir = models_dir or workspace.models_dir()
+    calib_dir = calib_dir or workspace.calib_dir()
     loaded, detector_plan = checked(recipe, overrides)
     written = recipe_folders(loaded, models_dir, calib_dir)
+    # a detector recipe's folders are kept and restored with the run; a cascade's nets are rebuilt when needed
+    detector_written = recipe_folders(detector_plan, models_dir, calib_dir) \
+        if isinstance(detector_plan, LoadedRecipe) else []
+    if fresh or loaded.recipe.target.runtime == "board":
+        return measured(loaded, detector_plan, written, reports_dir, workers, models_dir, calib_dir, ray_address)
+    from verify import reuse
+
+    key = reuse.run_key(loaded, detector_plan)
+    folders = {str(f.relative_to(f.parents[1])): f for f in written + detector_written}  # models/<name>, ...
+    # an identical run under way: wait for it, then reuse it
+    with folders_locked([reuse.entry_of(key)]):
+        entry = reuse.stored(key)
+        if entry is None:
+            run_dir = measured(loaded, detector_plan, written, reports_dir, workers, models_dir, calib_dir,
+                               ray_address)
+            reuse.store(key, run_dir, folders)
+            return run_dir
+        from verify.evaluation import reused_run
+
+        # the recognizer's folders, then the detector's: the order a measured run takes them in
+        with folders_locked(written), folders_locked(detector_written), \
+                kept_unless_finished(written + detector_written):
+            run_dir = reused_run(loaded, entry, key, folders, reports_dir)
+        print(f"[rkverify] reused run {json.loads((run_dir / 'metrics.json').read_text())['reused']['run_id']} "
+              f"({entry}): recipe, inputs, code and tools unchanged; --fresh measures again", file=sys.stderr,
+              flush=True)
+        return run_dir
+
+
+def measured(loaded: LoadedRecipe, detector_plan: Plan | None, written: list[Path], reports_dir: Path,
+             workers: int | None, models_dir: Path, calib_dir: Path, ray_address: str | None) -> Path:
+    """Build and measure (what `run` does when it has nothing to reuse)."""
     # two runs that would write the same files take turns; a run that does not finish keeps none of its files
     with folders_locked(written), kept_unless_finished(written):
         loaded, artifacts, finder = convert_checked(loaded, detector_plan, models_dir, calib_dir)
@@ -112,7 +153,6 @@ def recipe_folders(loaded: LoadedRecipe, models_dir: Path, calib_dir: Path) -> l
 
 def with_aligned_calibration(loaded: LoadedRecipe, finder: FaceFinder, calib_dir: Path) -> LoadedRecipe:
     """The recipe with its calibration photos replaced by their aligned faces."""
-    from verify.engines.cache import SHARED_CACHE_DIR
     from verify.face.recognition import aligned_calibration
 
     aligner = finder.detector(calib_dir / f"{loaded.recipe.quantization.calibration.name}-faces.log")
@@ -121,7 +161,7 @@ def with_aligned_calibration(loaded: LoadedRecipe, finder: FaceFinder, calib_dir
         live.activate()
     try:
         with step("align calibration faces", None):
-            folder = aligned_calibration(loaded, aligner, calib_dir, SHARED_CACHE_DIR)
+            folder = aligned_calibration(loaded, aligner, calib_dir, workspace.cache_dir())
     finally:
         if live is not None:
             live.deactivate()

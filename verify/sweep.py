@@ -75,10 +75,11 @@ def run_variant(unit: VariantUnit) -> dict[str, Any]:
     from verify.run import run
 
     started = time.perf_counter()
-    # variants run side by side: each one's console goes to its own log, not interleaved on the caller's
+    # variants run side by side: each one's console goes to its own log, not interleaved on the caller's;
+    # each is measured (fresh): the sweep's table compares build and wall seconds and memory
     with toolkit_output_to(unit.folder / "console.log"):
         run_dir = run(unit.recipe, unit.overrides, reports_dir=unit.folder / "reports",
-                      models_dir=unit.folder / "models", calib_dir=unit.folder / "calib_data")
+                      models_dir=unit.folder / "models", calib_dir=unit.folder / "calib_data", fresh=True)
     results = RunResults.read(run_dir)
     row_figures = figures(results.metrics, results.task)
     return {"run_dir": str(run_dir), "passed": results.passed, "gates": results.metrics["gates"],

@@ -13,10 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from core.artifacts import write_bytes_atomic
-from core.recipe import PROJECT_ROOT
-
-# shared by every recipe and sweep variant: the keys say what made the arrays
-SHARED_CACHE_DIR = PROJECT_ROOT / "models" / "cache"
 
 
 class VectorCache:

@@ -145,12 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-layers", action="store_true", help="skip accuracy_analysis")
     args = parser.parse_args(argv)
     from core.recipe import PROJECT_ROOT
+    from core.workspace import reports_dir
     from verify.face.mtcnn_nets import build_nets
     from verify.run import convert_all
 
     recipe, path, digest = load_cascade(args.cascade, args.pyramid)
     photos = resolve_images(recipe.evaluate.images, path, "evaluate.images")[: args.images or recipe.evaluate.count]
-    run_dir = PROJECT_ROOT / "reports" / recipe.name / time.strftime("%Y%m%d-%H%M%S")
+    run_dir = reports_dir() / recipe.name / time.strftime("%Y%m%d-%H%M%S")
     nets = build_nets(recipe, convert_all)
     try:
         figures = measure(recipe, nets, photos, run_dir, layers=not args.no_layers)

@@ -24,13 +24,12 @@ from convert.calibration import absolute_list, build_calibration_set
 from convert.pipeline import Artifacts, convert_recipe
 from convert.rknn_build import Toolkit, scratch_dir
 from core.artifacts import atomic_path, sha256_file
-from core.recipe import PROJECT_ROOT, LoadedRecipe, load_recipe
+from core.recipe import LoadedRecipe, load_recipe
+from core.workspace import calib_dir, workspace
 from verify.engines.runners import OnnxRuntimeRunner, RknnRunner, Runner
 from verify.face.mtcnn_cascade import GREY, CascadeConfig, NetFn, pyramid
 from verify.face.mtcnn_recipe import CascadeRecipe
 
-MODELS_DIR = PROJECT_ROOT / "models"
-CALIB_DIR = PROJECT_ROOT / "calib_data"
 Shape = tuple[int, int]
 
 
@@ -109,7 +108,7 @@ def _sim_runner(rknn: Any, outputs: list[str], log_file: Path) -> Runner:
 def _quantized(loaded: LoadedRecipe, artifacts: Artifacts) -> RknnBuild:
     """The recipe's quantized build on its own calibration set (no float16 twin: not needed here)."""
     recipe = loaded.recipe
-    list_file = build_calibration_set(loaded, CALIB_DIR)
+    list_file = build_calibration_set(loaded, calib_dir())
     return build_rknn(loaded, artifacts.onnx, artifacts.source.sha256, list_file,
                       artifacts.model_dir / f"{recipe.artifact_stem}.rknn")
 
@@ -167,7 +166,7 @@ def dynamic_pnet(largest: LoadedRecipe, artifacts: Artifacts, shapes: list[Shape
     out = artifacts.model_dir.parent / f"{recipe.name.rsplit('-', 1)[0]}-dynamic"
     out.mkdir(parents=True, exist_ok=True)
     model = symbolic_hw(artifacts.onnx, out / "pnet-dynamic.onnx")
-    list_file = build_calibration_set(largest, CALIB_DIR)
+    list_file = build_calibration_set(largest, calib_dir())
     log_file = out / "build.log"
     started = time.perf_counter()
     toolkit = Toolkit(largest, log_file, quantized=True)  # config as the recipe says ...
@@ -187,7 +186,7 @@ def dynamic_pnet(largest: LoadedRecipe, artifacts: Artifacts, shapes: list[Shape
     with atomic_path(rknn_path) as tmp:
         toolkit.call("export_rknn", "", "check free disk space", lambda: toolkit.rknn.export_rknn(str(tmp)))
     return toolkit, {"build_seconds": round(seconds, 2), "bytes": rknn_path.stat().st_size,
-                     "artifact": str(rknn_path.relative_to(PROJECT_ROOT)), "sha256": sha256_file(rknn_path)}
+                     "artifact": str(rknn_path.relative_to(workspace())), "sha256": sha256_file(rknn_path)}
 
 
 def build_nets(recipe: CascadeRecipe, convert: ConvertAll | None = None) -> Nets:
@@ -204,7 +203,7 @@ def build_nets(recipe: CascadeRecipe, convert: ConvertAll | None = None) -> Nets
     for shape in shapes:
         loaded = level_recipe(recipe.nets.pnet, shape)
         recipes[f"pnet-{shape[0]}x{shape[1]}"] = loaded
-        artifacts = level_artifacts[shape] = convert_recipe(loaded, MODELS_DIR, CALIB_DIR, float_only=True)
+        artifacts = level_artifacts[shape] = convert_recipe(loaded, float_only=True)
         runner = _float_runner(loaded, artifacts)
         float_side.runners.append(runner)
         float_side.pnet[shape] = net_fn(runner, loaded.recipe.outputs)
@@ -234,7 +233,7 @@ def build_nets(recipe: CascadeRecipe, convert: ConvertAll | None = None) -> Nets
                 finder.release()
         else:
             loaded = load_recipe(name)
-            artifacts = convert_recipe(loaded, MODELS_DIR, CALIB_DIR, float_only=True)
+            artifacts = convert_recipe(loaded, float_only=True)
         recipes[role] = loaded
         runner = _float_runner(loaded, artifacts)
         float_side.runners.append(runner)

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import RkverifyError
-from core.recipe import MODELS_DIR, RECIPES_DIR
+from core.recipe import RECIPES_DIR
+from core.workspace import models_dir
 from verify.recipes import load
 
 LOOPBACK = "127.0.0.1"
@@ -30,7 +31,7 @@ def model_to_view(target: str, rknn: bool) -> Path:
     else:
         loaded = load(target)
         name, artifact, recipe, where = loaded.recipe.name, f"{loaded.recipe.artifact_stem}.rknn", target, loaded.path
-    path = MODELS_DIR / name / (artifact if rknn else f"{name}.onnx")
+    path = models_dir() / name / (artifact if rknn else f"{name}.onnx")
     if not path.is_file():
         raise RkverifyError(where, "", f"{path} does not exist", f"build it first: python rkverify.py run {recipe}")
     return path

@@ -37,7 +37,7 @@ def check_recipe(recipe: Recipe) -> None:
 def verify_faces(state: RunState) -> None:
     """The face pass over every image of the evaluated pairs (in the workers), then the pairs'
     figures; the eval inputs of the later steps are the first aligned faces."""
-    from verify.engines.cache import SHARED_CACHE_DIR
+    from core.workspace import cache_dir
     from verify.engines.run_models import recognizer_models
     from verify.face.identification.step import enrolled_with
     from verify.face.recognition import FacePass, verification_metrics
@@ -45,7 +45,7 @@ def verify_faces(state: RunState) -> None:
     if state.recipe.evaluate.identification.enabled:
         enrolled_with(state)  # an unreadable earlier gallery is refused before the face pass, not after it
     models = recognizer_models(state.loaded, state.artifacts, state.runners["float"][0], state.runners["quantized"][0])
-    face_pass = FacePass(state.loaded, models, state.aligner, SHARED_CACHE_DIR, state.log_file, state.workers,
+    face_pass = FacePass(state.loaded, models, state.aligner, cache_dir(), state.log_file, state.workers,
                          state.ray_address, stages=True)
     state.metrics["verification"], state.images = verification_metrics(
         state.loaded, face_pass, state.run_dir, faces_for_drift=state.recipe.evaluate.count,
