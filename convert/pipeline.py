@@ -89,8 +89,10 @@ def convert_recipe(loaded: LoadedRecipe, models_dir: Path | None = None, calib_d
                               model_dir / f"{recipe.name}-{FLOAT16}-{recipe.target.platform}.rknn")
     calibration = calibration_manifest(list_file)
     float_key = sha256_file(onnx_path)
-    quant_key = sha256_bytes(json.dumps([float_key, recipe.quantization.model_dump(mode="json"),
-                                         recipe.target.platform, calibration["key"],
+    # by content: the calibration images' bytes are in calibration["key"], so where they lie (an aligned-faces
+    # folder in this workspace or another) is left out
+    settings = recipe.quantization.model_dump(mode="json", exclude={"calibration": {"images"}})
+    quant_key = sha256_bytes(json.dumps([float_key, settings, recipe.target.platform, calibration["key"],
                                          tool_versions()["rknn-toolkit2"]]).encode())
     return Artifacts(model_dir=model_dir, source=source, onnx=onnx_path, native_check=native_check,
                      renamed_params=renamed,
