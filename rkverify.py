@@ -11,7 +11,7 @@ import yaml
 from convert.faults import BAD_INPUT, FAILED, GATE_FAILED, PASSED, report_failure
 from convert.signals import terminate_as_interrupt
 from core.errors import RkverifyError
-from core.workspace import calib_dir, models_dir, reports_dir
+from core.workspace import cache_dir, calib_dir, models_dir, reports_dir
 from verify.run import convert_all, run  # noqa: F401  (the library's API, used by tests)
 from verify.samples import few_lines
 
@@ -183,7 +183,8 @@ def command(args: argparse.Namespace) -> int:
     if args.command == "clean":
         from verify.clean import CATEGORIES, clean
 
-        print("\n".join(clean(args.reports, models_dir(), calib_dir(), args.keep, tuple(args.only or CATEGORIES), args.apply)))
+        print("\n".join(clean(args.reports, models_dir(), calib_dir(), cache_dir(), args.keep,
+                               tuple(args.only or CATEGORIES), args.apply)))
         return PASSED
     if args.command in ("init", "inspect"):
         return model_command(args)

@@ -44,7 +44,7 @@ def layout(root: Path) -> dict[str, Path]:
 def test_dry_run_lists_and_removes_nothing_then_apply_removes_exactly_that(tmp_path: Path) -> None:
     paths = layout(tmp_path)
     before = sorted(str(p) for p in tmp_path.rglob("*"))
-    lines = clean(paths["reports"], paths["models"], paths["calib"], 3, CATEGORIES, apply=False)
+    lines = clean(paths["reports"], paths["models"], paths["calib"], paths["models"] / "cache", 3, CATEGORIES, apply=False)
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before, "a dry run removes nothing"
     listed = {line.split("] ", 1)[1].rsplit(" (", 1)[0] for line in lines[:-1]}
     expected = {paths["oldest"], paths["models"] / "retinaface" / "hybrid", paths["models"] / "arcface" / "hybrid",
@@ -52,7 +52,7 @@ def test_dry_run_lists_and_removes_nothing_then_apply_removes_exactly_that(tmp_p
                 paths["dead"]}
     assert listed == {str(p) for p in expected}
     assert lines[-1] == "clean: dry run, 6 paths, 4.5 MB; run again with --apply to remove them"
-    clean(paths["reports"], paths["models"], paths["calib"], 3, CATEGORIES, apply=True)
+    clean(paths["reports"], paths["models"], paths["calib"], paths["models"] / "cache", 3, CATEGORIES, apply=True)
     assert not any(p.exists() for p in expected)
     assert paths["newest"].is_dir() and paths["sweep"].is_dir() and paths["alive"].is_dir()
     assert (paths["models"] / "retinaface" / "retinaface-w8a8-rk3588.rknn").is_file()
@@ -63,7 +63,7 @@ def test_dry_run_lists_and_removes_nothing_then_apply_removes_exactly_that(tmp_p
 def test_a_folder_a_run_is_writing_is_left_alone(tmp_path: Path) -> None:
     paths = layout(tmp_path)
     with folders_locked([paths["models"] / "retinaface"]):
-        lines = clean(paths["reports"], paths["models"], paths["calib"], 3, ("hybrid", "leftovers"), apply=True)
+        lines = clean(paths["reports"], paths["models"], paths["calib"], paths["models"] / "cache", 3, ("hybrid", "leftovers"), apply=True)
     assert (paths["models"] / "retinaface" / "hybrid").is_dir()
     assert (paths["models"] / "retinaface" / "retinaface-w8a8-rk3588.build.log.partial").is_file()
     assert not (paths["models"] / "arcface" / "hybrid").exists()
@@ -73,3 +73,15 @@ def test_a_folder_a_run_is_writing_is_left_alone(tmp_path: Path) -> None:
 def test_clean_through_the_cli_is_a_dry_run_by_default(tmp_path: Path, capsys) -> None:
     assert rkverify.main(["clean", "--reports", str(tmp_path / "none"), "--only", "runs"]) == 0
     assert capsys.readouterr().out.strip() == "clean: dry run, 0 paths, 0.0 MB; run again with --apply to remove them"
+
+
+def test_caches_moved_by_rkverify_cache_are_the_ones_listed(tmp_path: Path, monkeypatch, capsys) -> None:
+    moved = tmp_path / "elsewhere" / "cache"
+    (moved / "runs").mkdir(parents=True)
+    (moved / "embeddings-0123.npz").write_bytes(b"e" * 1_000_000)
+    monkeypatch.setenv("RKVERIFY_CACHE", str(moved))
+    assert rkverify.main(["clean", "--only", "caches"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == f"would remove [caches] {moved} (1.0 MB)"
+    assert rkverify.main(["clean", "--only", "caches", "--apply"]) == 0
+    assert not moved.exists()

@@ -3,7 +3,8 @@
 - old runs: every run folder of a recipe but its newest `keep` (reports/<recipe>/<run-id>/), and
   likewise its sweeps (reports/<recipe>/sweeps/<sweep-id>/); reports/index.html is rendered again;
 - hybrid variants: models/<name>/hybrid/ (the toolkit's step-1 graphs of each hybrid candidate and fix);
-- caches: models/cache/ (detections and embeddings, keyed by content: they are rebuilt when needed);
+- caches: the cache folder (models/cache/, or RKVERIFY_CACHE: detections, embeddings and stored runs,
+  keyed by content: they are rebuilt when needed);
 - leftovers of runs that were killed (SIGKILL, a power cut): `*.partial`, `.<name>.*.tmp` temp files,
   `.<folder>.before-run-<pid>` / `.failed-run-<pid>` folders of a process that is gone.
 
@@ -88,7 +89,8 @@ def _in_use(model_dir: Path) -> bool:
     return False
 
 
-def plan(reports: Path, models: Path, calib: Path, keep: int, categories: tuple[str, ...] = CATEGORIES) -> list[Item]:
+def plan(reports: Path, models: Path, calib: Path, caches: Path, keep: int,
+         categories: tuple[str, ...] = CATEGORIES) -> list[Item]:
     """Everything `clean` would remove, with its size."""
     paths: list[tuple[str, Path]] = []
     if "runs" in categories:
@@ -97,8 +99,8 @@ def plan(reports: Path, models: Path, calib: Path, keep: int, categories: tuple[
         if models.is_dir() else []
     if "hybrid" in categories:
         paths += [("hybrid", d / "hybrid") for d in model_dirs if (d / "hybrid").is_dir() and not _in_use(d)]
-    if "caches" in categories and (models / "cache").is_dir():
-        paths.append(("caches", models / "cache"))
+    if "caches" in categories and caches.is_dir():
+        paths.append(("caches", caches))
     if "leftovers" in categories:
         paths += [("leftovers", p) for p in leftovers([reports, models, calib])
                   if not any(_in_use(d) for d in model_dirs if d in p.parents)]
@@ -117,9 +119,10 @@ def megabytes(count: int) -> str:
     return f"{count / 1e6:.1f} MB"
 
 
-def clean(reports: Path, models: Path, calib: Path, keep: int, categories: tuple[str, ...], apply: bool) -> list[str]:
+def clean(reports: Path, models: Path, calib: Path, caches: Path, keep: int, categories: tuple[str, ...],
+          apply: bool) -> list[str]:
     """The console lines of `rkverify.py clean`; removes only with `apply`."""
-    items = plan(reports, models, calib, keep, categories)
+    items = plan(reports, models, calib, caches, keep, categories)
     verb = "removed" if apply else "would remove"
     lines = [f"{verb} [{item.category}] {item.path} ({megabytes(item.bytes)})" for item in items]
     total = megabytes(sum(item.bytes for item in items))
