@@ -74,8 +74,7 @@ class CascadeFinder:
     def __init__(self, cascade: Cascade, nets: Nets, quantized: bool) -> None:
         from convert.build import RknnBuild
 
-        # tf2onnx names the nodes it makes with a per-process counter: the ONNX bytes change with what the process
-        # converted before, their maths does not. So the nets are keyed by what their ONNX is made from.
+        # the nets are keyed by what their ONNX is made from, as the cascade's own recipe states it
         self.nets_made_from = sorted(json.dumps([r.recipe.source.sha256, r.recipe.model_input.model_dump(mode="json"),
                                                  r.recipe.preprocess.model_dump(mode="json"), r.recipe.outputs])
                                      for r in nets.recipes.values())
