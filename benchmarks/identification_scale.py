@@ -4,7 +4,8 @@ indexes. Writes reports/benchmarks/identification_scale.json: memory (index byte
 build time, ms per probe, and recall@1 of each approximate index against exact search.
 
     python benchmarks/identification_scale.py [--gallery 1000000] [--vectors face|isotropic]
-        [--kinds flat ivf ivf_sq8 hnsw] [--nlist 4096] [--nprobe 8 16 ...] [--ef 16 32 ...]
+        [--kinds flat ivf ivf_sq8 hnsw hnsw_fp16 hnsw_sq8] [--nlist 4096] [--nprobe 8 16 ...] [--ef 16 32 ...]
+        [--ef-construction 200] [--index-dir DIR]
 
 The vectors model what a face search sees (`--vectors face`, the default): enrolled faces drawn
 from a Gaussian with a real recognizer's spectrum and mean (benchmarks/face_statistics_512.json,
@@ -17,7 +18,9 @@ unknown ones, and all.
 
 Each index kind runs in a process of its own (a clean peak memory reading); the gallery is made
 in chunks from one seed, so every process sees the same vectors without a second copy in memory.
-Heavy at 1M: run it alone (the machine's load average is recorded with each run).
+Heavy at 1M: run it alone (the machine's load average is recorded with each run). A 1M HNSW graph
+takes over 20 minutes to build: `--index-dir` keeps each built index there and reads it back on the
+next run of the same kind, vectors, size and build settings.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -40,20 +43,30 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.artifacts import utc_now, write_bytes_atomic  # noqa: E402
-from verify.face.identification.index import IndexKind, IndexSettings, build_index, ivf_lists, search  # noqa: E402
+from verify.face.identification.index import (  # noqa: E402
+    Codes,
+    IndexKind,
+    IndexSettings,
+    ivf_lists,
+    search,
+    trained_index,
+    tune,
+)
 
 OUT = ROOT / "reports" / "benchmarks" / "identification_scale.json"
 CHUNK = 25_000  # small chunks keep the peak near the index itself
 BATCH = 1000
 STATS = ROOT / "benchmarks" / "face_statistics_512.json"
-KINDS = ["flat", "ivf", "ivf_sq8", "hnsw"]
+KINDS = ["flat", "ivf", "ivf_sq8", "hnsw", "hnsw_fp16", "hnsw_sq8"]
+CODES: dict[str, Codes] = {"": "Flat", "fp16": "SQfp16", "sq8": "SQ8"}  # a kind's suffix: how it stores vectors
 KNOWN_SHARE = 0.5  # of each batch: genuine probes of enrolled people; the rest are unknown people
 TRAIN_POINTS = 64  # IVF k-means sample per list (Faiss asks for >= 39; 256 at 1M would copy the gallery)
+SQ8_TRAIN_POINTS = 100_000  # HNSW's SQ8 codes: the sample their per-dimension ranges come from
 
 
-def run_key(run: dict[str, Any]) -> tuple[str, str, int, int | None]:
+def run_key(run: dict[str, Any]) -> tuple[str, str, int, int | None, int | None]:
     nlist = next((r.get("nlist") for r in run["operating_points"]), None)
-    return run["kind"], run.get("vectors", "isotropic"), run["gallery"], nlist
+    return run["kind"], run.get("vectors", "isotropic"), run["gallery"], nlist, run.get("ef_construction")
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -173,53 +186,63 @@ def timed_search(index: object, queries: np.ndarray, batches: int) -> tuple[floa
     return float(np.median(per_batch)), per_batch, float(np.median(cpu)), np.concatenate(found)
 
 
-def settings_of(kind: str, nlist: int | None, hnsw_m: int) -> IndexSettings:
-    if kind == "ivf_sq8":
-        return IndexSettings("ivf", nlist=nlist, ivf_codes="SQ8")
-    return IndexSettings(cast(IndexKind, kind), nlist=nlist, hnsw_m=hnsw_m)
+def settings_of(kind: str, nlist: int | None, hnsw_m: int, ef_construction: int) -> IndexSettings:
+    """A benchmark kind as the recipe's index settings: hnsw_fp16 is hnsw with SQfp16 codes, and so on."""
+    base, _, codes = kind.partition("_")
+    return IndexSettings(cast(IndexKind, base), nlist=nlist, hnsw_m=hnsw_m, ef_construction=ef_construction,
+                         codes=CODES[codes])
 
 
-def build(kind: str, faces: Faces, count: int, seed: int, nlist: int | None, hnsw_m: int) -> Any:
-    settings = settings_of(kind, nlist, hnsw_m)
-    if settings.kind == "ivf":  # train on a sample, then add chunk by chunk (never the whole gallery twice)
-        index = build_index(sample(faces, count, seed, TRAIN_POINTS * (nlist or ivf_lists(count))), settings)
-        index.reset()  # keeps the trained lists (and SQ8's ranges), drops the sample
-    else:
-        index = build_index(np.zeros((0, faces.dim), dtype=np.float32), settings)
-    fill(index, kind, faces, count, seed)
+def build(settings: IndexSettings, faces: Faces, count: int, seed: int) -> Any:
+    """Train on a sample (IVF's lists, SQ8's ranges), then add chunk by chunk (never the whole gallery twice)."""
+    size = (TRAIN_POINTS * (settings.nlist or ivf_lists(count)) if settings.kind == "ivf"
+            else SQ8_TRAIN_POINTS if settings.codes == "SQ8" else 0)
+    index = trained_index(sample(faces, count, seed, size) if size else np.zeros((0, faces.dim), np.float32), settings)
+    fill(index, settings.kind, faces, count, seed)
     return index
 
 
-def measure(kind: str, faces: Faces, count: int, batches: int, seed: int, exact_ids: Path, nlist: int | None,
-            hnsw_m: int, points: list[int]) -> dict[str, object]:
-    """One index kind: build, search in batches; approximate kinds at several operating points
-    (nprobe / efSearch), each with its recall@1 against the exact run's answers, over the known
-    probes (the ones whose answer is an identity: the target's figure) and the unknown ones."""
+def measure(kind: str, settings: IndexSettings, faces: Faces, count: int, batches: int, seed: int, exact_ids: Path,
+            points: list[int], index_dir: Path | None) -> dict[str, object]:
+    """One index kind: build (or read from `index_dir`), search in batches; approximate kinds at several
+    operating points (nprobe / efSearch), each with its recall@1 against the exact run's answers, over
+    the known probes (the ones whose answer is an identity: the target's figure) and the unknown ones."""
     import faiss
     import psutil
 
     queries, whom, cosine = probes(faces, count, batches, seed)
     known = whom >= 0
+    name = (f"{kind}-{faces.model}-{count}-seed{seed}-M{settings.hnsw_m}-efc{settings.ef_construction}"
+            f"-nlist{settings.nlist}.faiss")
+    saved = index_dir / name if index_dir and kind != "flat" else None  # exact search builds in seconds
+    read = bool(saved and saved.is_file())
     before = psutil.Process().memory_info().rss / 2**20
     started = time.perf_counter()
-    index = build(kind, faces, count, seed, nlist, hnsw_m)
+    if saved and read:
+        index = faiss.read_index(str(saved))
+    else:
+        index = build(settings, faces, count, seed)
+        if saved:  # through a temporary name: an interrupted write never reads back as an index
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            partial = saved.with_name(f".{saved.name}.partial")
+            faiss.write_index(index, str(partial))
+            partial.replace(saved)
     build_seconds = time.perf_counter() - started
     after = psutil.Process().memory_info().rss / 2**20
     result: dict[str, object] = {
         "kind": kind, "vectors": faces.model, "gallery": count, "dim": faces.dim, "probes": batches * BATCH,
         "known_probes": int(known.sum()), "batch": BATCH,
         "genuine_cosine": {"median": float(np.median(cosine[known])), "p5": float(np.quantile(cosine[known], 0.05))},
-        "build_seconds": round(build_seconds, 2), "vectors_mb": round(count * faces.dim * 4 / 2**20, 1),
+        "read_seconds" if read else "build_seconds": round(build_seconds, 2), "vectors_mb": round(count * faces.dim * 4 / 2**20, 1),
         "rss_before_index_mb": round(before, 1), "rss_with_index_mb": round(after, 1),
         "index_mb": round(after - before, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
         "threads": faiss.omp_get_max_threads(), "load_average_at_search": os.getloadavg()[0]}
+    if settings.kind == "hnsw":
+        result |= {"M": settings.hnsw_m, "ef_construction": settings.ef_construction, "codes": settings.codes}
     exact = np.load(exact_ids) if kind != "flat" and exact_ids.is_file() else None
     rows = []
     for value in points if kind != "flat" else [0]:
-        if kind in ("ivf", "ivf_sq8"):
-            faiss.extract_index_ivf(index).nprobe = value
-        elif kind == "hnsw":
-            index.hnsw.efSearch = value
+        tune(index, replace(settings, nprobe=value, ef_search=value))
         ms, per_batch, cpu_ms, top1 = timed_search(index, queries, batches)
         row: dict[str, object] = {"ms_per_probe": round(ms, 3),
                                   "ms_per_probe_batches": [round(v, 3) for v in per_batch],
@@ -231,10 +254,10 @@ def measure(kind: str, faces: Faces, count: int, batches: int, seed: int, exact_
             row |= {"recall_at_1_vs_exact": float(np.mean(top1[known] == exact[known])),
                     "recall_at_1_unknown": float(np.mean(top1[~known] == exact[~known])),
                     "recall_at_1_all": float(np.mean(top1 == exact))}
-        if kind in ("ivf", "ivf_sq8"):
+        if settings.kind == "ivf":
             row |= {"nlist": faiss.extract_index_ivf(index).nlist, "nprobe": value}
-        if kind == "hnsw":
-            row |= {"M": hnsw_m, "ef_search": value}
+        if settings.kind == "hnsw":
+            row |= {"M": settings.hnsw_m, "ef_search": value}
         rows.append(row)
     return result | {"operating_points": rows}
 
@@ -253,6 +276,8 @@ def main() -> None:
     parser.add_argument("--nprobe", type=int, nargs="+", default=[8, 16, 32, 64, 128])
     parser.add_argument("--ef", type=int, nargs="+", default=[16, 32, 48, 64, 96, 128, 256])
     parser.add_argument("--hnsw-m", type=int, default=32)
+    parser.add_argument("--ef-construction", type=int, default=IndexSettings().ef_construction)
+    parser.add_argument("--index-dir", type=Path, help="keep built indexes here; read them back when present")
     parser.add_argument("--append", action="store_true", help="add these runs to the existing JSON")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure this kind in this process
     parser.add_argument("--exact-ids", type=Path, help=argparse.SUPPRESS)
@@ -261,8 +286,9 @@ def main() -> None:
     faces = Faces.load(args.vectors, args.dim, args.stats)
     if args.one:
         points = args.nprobe if args.one.startswith("ivf") else args.ef
-        print(json.dumps(measure(args.one, faces, args.gallery, args.batches, args.seed, args.exact_ids, args.nlist,
-                                 args.hnsw_m, points)))
+        settings = settings_of(args.one, args.nlist, args.hnsw_m, args.ef_construction)
+        print(json.dumps(measure(args.one, settings, faces, args.gallery, args.batches, args.seed, args.exact_ids,
+                                 points, args.index_dir)))
         return
     kinds = ["flat", *[k for k in args.kinds if k != "flat"]]  # exact first: the others' recall needs it
     runs = []
@@ -270,7 +296,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for kind in kinds:
             command = [sys.executable, __file__, *passed, "--one", kind, "--exact-ids", str(Path(scratch) / "exact.npy")]
-            done = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ)
+            done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, env=os.environ)
             runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(json.dumps({k: v for k, v in runs[-1].items() if k != "operating_points"}))
             for row in runs[-1]["operating_points"]:

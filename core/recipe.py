@@ -254,8 +254,14 @@ class Identification(Strict):
                                                   "exact inner-product search; 'ivf'/'hnsw' are approximate, reported "
                                                   "with their recall@1 against exact search")
     nprobe: int = Field(16, ge=1, description="ivf: lists searched per probe")
-    ef_search: int = Field(384, ge=1, description="hnsw: candidate list size per probe (384: recall@1 0.992 against "
-                           "exact search on 1M synthetic faces, benchmarks/identification_scale.py)")
+    ef_search: int = Field(192, ge=1, description="hnsw: candidate list size per probe (192: recall@1 0.99 against "
+                           "exact search on 1M synthetic faces, README 'Scale')")
+    ef_construction: int = Field(200, ge=1, description="hnsw: candidate list size while the graph is built (higher: a "
+                                 "better graph, a longer build)")
+    codes: Literal["Flat", "SQfp16", "SQ8"] = Field("Flat", description="ivf/hnsw: how enrolled vectors are stored: "
+                                                    "float32 ('Flat'), float16 ('SQfp16', half the memory, scores "
+                                                    "within 1e-3) or 8 bits per dimension ('SQ8', a quarter; hnsw "
+                                                    "re-ranks its candidates with float32 vectors kept beside)")
     distractors: int = Field(200, ge=0, description="LFW images of people outside the evaluated folds enrolled as "
                              "distractors (0: off); they are embedded once (cached) and give the gallery-size curve")
     fars: list[float] = Field([0.01, 0.001], min_length=1, description="false alarm rates for DIR@FAR (the first "

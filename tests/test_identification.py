@@ -109,13 +109,23 @@ def test_faiss_exact_search_matches_numpy_scan() -> None:
     assert np.allclose(scores, np.take_along_axis(scan, expected, axis=1), atol=1e-5)
 
 
-@pytest.mark.parametrize("kind, codes", [("ivf", "Flat"), ("ivf", "SQ8"), ("hnsw", "Flat")])
+@pytest.mark.parametrize("kind, codes", [("ivf", "Flat"), ("ivf", "SQ8"), ("hnsw", "Flat"), ("hnsw", "SQfp16"),
+                                         ("hnsw", "SQ8")])
 def test_approximate_index_recall(kind: str, codes: str) -> None:
     gallery, probes = random_gallery(5000), unit(random_gallery(5000)[:300] + 0.05 * random_gallery(300, seed=2))
     exact = search(build_index(gallery), probes, 1)[1]
-    settings = IndexSettings(kind, nprobe=16, ef_search=128, ivf_codes=codes)
+    settings = IndexSettings(kind, nprobe=16, ef_search=128, codes=codes)
     approximate = search(build_index(gallery, settings), probes, 1)[1]
     assert recall_at_1(approximate, exact) >= 0.95
+
+
+@pytest.mark.parametrize("codes, tolerance", [("Flat", 1e-5), ("SQfp16", 1e-3), ("SQ8", 1e-5)])
+def test_hnsw_scores_are_cosines(codes: str, tolerance: float) -> None:
+    """Thresholds are set on the scores: SQ8's candidates are re-ranked with the float32 vectors (exact),
+    float16 codes stay within 1e-3."""
+    gallery, probes = random_gallery(2000), random_gallery(100, seed=4)
+    scores, ids = search(build_index(gallery, IndexSettings("hnsw", codes=codes)), probes, 5)
+    assert np.abs(scores - np.take_along_axis(probes @ gallery.T, ids, axis=1)).max() < tolerance
 
 
 def test_gallery_size_curve_grows_and_rank1_can_only_fall() -> None:

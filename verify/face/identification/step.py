@@ -42,7 +42,8 @@ def calibration_people(calibration: dict[str, Any], root: Path) -> set[str]:
 
 
 def index_settings(cfg: Identification) -> IndexSettings:
-    return IndexSettings(cfg.index, cfg.nprobe, cfg.ef_search)
+    return IndexSettings(cfg.index, nprobe=cfg.nprobe, ef_search=cfg.ef_search, ef_construction=cfg.ef_construction,
+                         codes=cfg.codes)
 
 
 def embedded(split: Split, distractors: list[Path], caches: dict[str, VectorCache], sha: dict[Path, str]
@@ -145,6 +146,7 @@ def identification(state: RunState, caches: dict[str, VectorCache], face_pass: F
             "gallery_size": len(data.gallery), "folds_used": pair_set.folds_used, "fars": cfg.fars,
             "max_rank": cfg.max_rank},
         "index": {"kind": settings.kind, "nprobe": settings.nprobe, "ef_search": settings.ef_search,
+                  "ef_construction": settings.ef_construction, "codes": settings.codes,
                   "metric": "inner product of L2-normalised embeddings (cosine)", "library": "faiss"},
         "settings": table,
         "flipped_probes": flipped_probes(data, paths, found, threshold, face_pass, sha, root, state.run_dir,
