@@ -42,7 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.artifacts import utc_now, write_bytes_atomic  # noqa: E402
+from core.artifacts import atomic_path, utc_now, write_bytes_atomic  # noqa: E402
 from verify.face.identification.index import (  # noqa: E402
     Codes,
     IndexKind,
@@ -215,18 +215,16 @@ def measure(kind: str, settings: IndexSettings, faces: Faces, count: int, batche
     name = (f"{kind}-{faces.model}-{count}-seed{seed}-M{settings.hnsw_m}-efc{settings.ef_construction}"
             f"-nlist{settings.nlist}.faiss")
     saved = index_dir / name if index_dir and kind != "flat" else None  # exact search builds in seconds
-    read = bool(saved and saved.is_file())
+    read = saved is not None and saved.is_file()
     before = psutil.Process().memory_info().rss / 2**20
     started = time.perf_counter()
     if saved and read:
         index = faiss.read_index(str(saved))
     else:
         index = build(settings, faces, count, seed)
-        if saved:  # through a temporary name: an interrupted write never reads back as an index
-            saved.parent.mkdir(parents=True, exist_ok=True)
-            partial = saved.with_name(f".{saved.name}.partial")
-            faiss.write_index(index, str(partial))
-            partial.replace(saved)
+        if saved:
+            with atomic_path(saved) as partial:  # an interrupted write never reads back as an index
+                faiss.write_index(index, str(partial))
     build_seconds = time.perf_counter() - started
     after = psutil.Process().memory_info().rss / 2**20
     result: dict[str, object] = {
